@@ -1,0 +1,55 @@
+"""The one exception tree: every error carries what a user needs to act on it."""
+
+from __future__ import annotations
+
+
+class FluxopsError(Exception):
+    """Base of every error fluxops raises on purpose."""
+
+
+class ConfigError(FluxopsError):
+    """A project setting (invoke.yaml, environment) is missing or wrong."""
+
+
+class InventoryError(FluxopsError):
+    """The inventory file is unreadable or invalid; names the file, line and fix."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(f"{where}{message}")
+
+
+class CommandError(FluxopsError):
+    """A command failed, timed out or could not be started, locally or on a host."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str,
+        argv: tuple[str, ...],
+        rc: int | None = None,
+        stderr_tail: str = "",
+    ) -> None:
+        self.host = host
+        self.argv = argv
+        self.rc = rc
+        self.stderr_tail = stderr_tail
+        text = f"[{host}] {message}: {' '.join(argv)}"
+        if rc is not None:
+            text += f" (exit {rc})"
+        if stderr_tail:
+            text += f"\n{stderr_tail}"
+        super().__init__(text)
+
+
+class HostKeyError(CommandError):
+    """A host's SSH key is unknown or differs from the one in known_hosts."""
+
+
+class SandboxError(FluxopsError):
+    """The loopback sandbox hosts cannot be started, reached or stopped."""

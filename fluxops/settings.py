@@ -1,0 +1,67 @@
+"""Project settings: the ``fluxops:`` section of invoke's config, resolved to typed values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fluxops.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings; relative paths are taken from the project root."""
+
+    root: Path
+    inventory: Path
+    key_dir: Path
+    accept_new_host_key: bool
+    connect_timeout: float
+    command_timeout: float
+    sandbox_inventory: Path
+    sandbox_dir: Path
+
+
+def _path(root: Path, value: Any, key: str) -> Path:
+    if not isinstance(value, str | Path) or not str(value):
+        raise ConfigError(f"fluxops.{key} must be a path, got {value!r} (set it in invoke.yaml)")
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def _number(value: Any, key: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"fluxops.{key} must be a number of seconds, got {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"fluxops.{key} must be positive, got {value!r}")
+    return number
+
+
+def _flag(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "yes", "no"}:
+        return value.lower() in {"true", "1", "yes"}
+    raise ConfigError(f"fluxops.{key} must be true or false, got {value!r}")
+
+
+def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
+    """Settings from the ``fluxops`` config mapping, with paths resolved against ``root``."""
+    if not section:
+        raise ConfigError("no fluxops section in the invoke config; run tasks from the project (invoke.yaml)")
+    timeouts = section.get("timeouts") or {}
+    sandbox = section.get("sandbox") or {}
+    return Settings(
+        root=root,
+        inventory=_path(root, section.get("inventory"), "inventory"),
+        key_dir=_path(root, section.get("key_dir"), "key_dir"),
+        accept_new_host_key=_flag(section.get("accept_new_host_key", False), "accept_new_host_key"),
+        connect_timeout=_number(timeouts.get("connect", 10), "timeouts.connect"),
+        command_timeout=_number(timeouts.get("command", 600), "timeouts.command"),
+        sandbox_inventory=_path(root, sandbox.get("inventory"), "sandbox.inventory"),
+        sandbox_dir=_path(root, sandbox.get("dir"), "sandbox.dir"),
+    )

@@ -1,0 +1,39 @@
+"""What every task module shares: settings from the context, errors turned into exits."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from invoke import Context, Exit
+
+from fluxops import settings
+from fluxops.errors import FluxopsError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def project_root(c: Context) -> Path:
+    """The folder of tasks.py (invoke's project location), else the working directory."""
+    prefix = getattr(c.config, "_project_prefix", None)
+    return Path(prefix).resolve() if prefix else Path.cwd()
+
+
+def config(c: Context) -> settings.Settings:
+    """Resolved fluxops settings of this invocation."""
+    return settings.load(c.config.get("fluxops"), project_root(c))
+
+
+def user_errors(func: F) -> F:
+    """Turn a FluxopsError into a clean ``Exit`` with its message (exit code 1)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FluxopsError as exc:
+            raise Exit(f"error: {exc}", code=1) from None
+
+    return wrapper  # type: ignore[return-value]
