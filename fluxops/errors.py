@@ -53,3 +53,42 @@ class HostKeyError(CommandError):
 
 class SandboxError(FluxopsError):
     """The loopback sandbox hosts cannot be started, reached or stopped."""
+
+
+class KeyStoreError(FluxopsError):
+    """An age key file is missing, unreadable, malformed or would be overwritten; names cluster and file."""
+
+    def __init__(self, message: str, *, cluster: str | None = None, key_file: str | None = None) -> None:
+        self.cluster = cluster
+        self.key_file = key_file
+        super().__init__(message)
+
+
+class SopsError(FluxopsError):
+    """sops failed on a file: wrong or missing key, bad config; names the cluster, key file and file."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        cluster: str | None = None,
+        key_file: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.key_file = key_file
+        self.path = path
+        super().__init__(message)
+
+
+class SecretsError(FluxopsError):
+    """A secret manifest or kustomization cannot be written or read; names the file and the fix."""
+
+
+class RotationError(FluxopsError):
+    """A key rotation cannot start, continue or finish; names the cluster and the journal."""
+
+    def __init__(self, message: str, *, cluster: str | None = None, journal: str | None = None) -> None:
+        self.cluster = cluster
+        self.journal = journal
+        super().__init__(message)
