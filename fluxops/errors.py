@@ -92,3 +92,11 @@ class RotationError(FluxopsError):
         self.cluster = cluster
         self.journal = journal
         super().__init__(message)
+
+
+class LayoutError(FluxopsError):
+    """The GitOps tree cannot be read or changed as asked; carries validation findings when there are."""
+
+    def __init__(self, message: str, *, findings: tuple[object, ...] = ()) -> None:
+        self.findings = findings
+        super().__init__(message)
