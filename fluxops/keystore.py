@@ -1,0 +1,170 @@
+"""The age key store: one ``<cluster>.agekey`` per cluster, mode 0600, outside the repository.
+
+Key files use the age-keygen format (``# created:``, ``# public key:``, ``AGE-SECRET-KEY-1...``) so
+sops and age read them as they are. Private keys are only ever written to 0600 files, atomically;
+nothing here returns, logs or prints them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyrage
+
+from fluxops.errors import KeyStoreError
+
+KEY_SUFFIX = ".agekey"
+PENDING_SUFFIX = ".pending.agekey"
+ARCHIVE_DIR = "archive"
+_PUBLIC_RE = re.compile(r"^#\s*public key:\s*(age1[0-9a-z]+)\s*$", re.MULTILINE)
+_SECRET_RE = re.compile(r"^(AGE-SECRET-KEY-1[0-9A-Z]+)\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class AgeKey:
+    """A key file in the store and its public key (the recipient); the private key stays in the file."""
+
+    path: Path
+    public: str
+
+
+def atomic_write(path: Path, data: str | bytes, *, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder: mode set at creation, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def key_path(key_dir: Path, cluster: str) -> Path:
+    """Where the cluster's current key lives."""
+    return Path(key_dir) / f"{cluster}{KEY_SUFFIX}"
+
+
+def pending_path(key_dir: Path, cluster: str) -> Path:
+    """Where a rotation keeps the cluster's next key until it becomes current."""
+    return Path(key_dir) / f"{cluster}{PENDING_SUFFIX}"
+
+
+def archive_dir(key_dir: Path) -> Path:
+    """Folder of retired keys (0700, files 0600)."""
+    return Path(key_dir) / ARCHIVE_DIR
+
+
+def _ensure_dir(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def render(identity: pyrage.x25519.Identity, created: dt.datetime | None = None) -> str:
+    """The age-keygen file text of an identity."""
+    when = (created or dt.datetime.now(dt.UTC)).replace(microsecond=0).isoformat()
+    return f"# created: {when}\n# public key: {identity.to_public()}\n{identity}\n"
+
+
+def public_key(path: Path, *, cluster: str | None = None) -> str:
+    """The recipient of a key file: its ``# public key:`` line, else derived from the identity in memory."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise KeyStoreError(
+            f"no age key for cluster {cluster or '?'} at {path}"
+            + (f"; create one with: invoke keys.generate --cluster {cluster}" if cluster else ""),
+            cluster=cluster,
+            key_file=str(path),
+        ) from None
+    except OSError as exc:
+        raise KeyStoreError(
+            f"cannot read age key file {path}: {exc.strerror}", cluster=cluster, key_file=str(path)
+        ) from None
+    found = _PUBLIC_RE.search(text)
+    secret = _SECRET_RE.search(text)
+    if secret is None:
+        raise KeyStoreError(
+            f"{path} holds no AGE-SECRET-KEY-1 line; it is not an age key file",
+            cluster=cluster,
+            key_file=str(path),
+        )
+    try:
+        derived = str(pyrage.x25519.Identity.from_str(secret.group(1)).to_public())
+    except Exception:
+        raise KeyStoreError(
+            f"{path} holds a malformed age identity", cluster=cluster, key_file=str(path)
+        ) from None
+    if found and found.group(1) != derived:
+        raise KeyStoreError(
+            f"{path}: the '# public key:' comment does not match the identity in the file",
+            cluster=cluster,
+            key_file=str(path),
+        )
+    return derived
+
+
+def load(key_dir: Path, cluster: str) -> AgeKey:
+    """The cluster's current key; KeyStoreError naming the file and ``keys.generate`` if there is none."""
+    path = key_path(key_dir, cluster)
+    return AgeKey(path=path, public=public_key(path, cluster=cluster))
+
+
+def create(path: Path) -> AgeKey:
+    """A new X25519 identity written to ``path`` (0600, atomic); refuses to replace an existing file."""
+    path = Path(path)
+    if path.exists():
+        raise KeyStoreError(f"{path} already exists; refusing to overwrite it", key_file=str(path))
+    _ensure_dir(path.parent)
+    identity = pyrage.x25519.Identity.generate()
+    atomic_write(path, render(identity))
+    return AgeKey(path=path, public=str(identity.to_public()))
+
+
+def archive(path: Path, key_dir: Path, cluster: str) -> Path:
+    """Move a key file into the archive as ``<cluster>-<utc time>.agekey`` (0600); return its new path."""
+    folder = archive_dir(key_dir)
+    _ensure_dir(folder)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target = folder / f"{cluster}-{stamp}{KEY_SUFFIX}"
+    os.chmod(path, 0o600)
+    os.replace(path, target)
+    return target
+
+
+def generate(key_dir: Path, cluster: str, *, force: bool = False) -> tuple[AgeKey, Path | None]:
+    """A new current key for ``cluster``; with ``force`` the old one is archived first (never deleted)."""
+    path = key_path(key_dir, cluster)
+    archived: Path | None = None
+    if path.exists():
+        if not force:
+            raise KeyStoreError(
+                f"cluster {cluster} already has a key at {path}; pass --force to archive it and make a new "
+                f"one (files encrypted to it will need `invoke secrets.scaffold` or `invoke keys.rotate`)",
+                cluster=cluster,
+                key_file=str(path),
+            )
+        archived = archive(path, key_dir, cluster)
+    return create(path), archived
+
+
+def archived_keys(key_dir: Path, cluster: str) -> list[Path]:
+    """The cluster's retired key files, oldest first."""
+    folder = archive_dir(key_dir)
+    return sorted(folder.glob(f"{cluster}-*{KEY_SUFFIX}")) if folder.is_dir() else []

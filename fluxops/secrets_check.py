@@ -1,0 +1,141 @@
+"""The plaintext guard: every secret in the repository is encrypted, to the right recipients.
+
+Findings: a ``*.sops.yaml`` that sops has not encrypted; a ``kind: Secret`` outside a ``*.sops.yaml``;
+an encrypted file whose age recipients differ from its creation rule; a value under an encrypted key
+(``data``/``stringData`` or the file's own ``encrypted_regex``) that is not ``ENC[...]``, i.e. added
+after encryption. Run as ``invoke secrets.check`` or ``python -m fluxops.secrets_check [ROOT]``
+(the pre-commit hook).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from fluxops import sops_config
+from fluxops.manifests import SOPS_SUFFIX
+from fluxops.sops import metadata
+
+SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".sandbox", ".tox", ".mypy_cache"}
+YAML_SUFFIXES = (".yaml", ".yml")
+DEFAULT_ENCRYPTED_REGEX = sops_config.ENCRYPTED_REGEX
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    """One problem: which file and why."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def yaml_files(root: Path) -> Iterator[Path]:
+    """Every YAML file of the repository, skipping VCS, virtualenv and cache folders."""
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not (d.startswith(".") and d != ".github"))
+        for name in sorted(files):
+            if name.endswith(YAML_SUFFIXES):
+                yield Path(folder) / name
+
+
+def _documents(text: str) -> list[Any]:
+    return [doc for doc in YAML(typ="safe", pure=False).load_all(text)]
+
+
+def _plain_values(node: Any, pattern: re.Pattern[str], inside: bool, trail: str) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = inside or bool(pattern.search(str(key)))
+            yield from _plain_values(value, pattern, here, f"{trail}.{key}" if trail else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _plain_values(value, pattern, inside, f"{trail}[{index}]")
+    elif inside and node is not None and not (isinstance(node, str) and node.startswith("ENC[")):
+        yield trail
+
+
+def check_file(root: Path, path: Path) -> list[Finding]:
+    """Findings for one YAML file."""
+    rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+    try:
+        documents = _documents(path.read_text())
+    except Exception as exc:
+        if path.name.endswith(SOPS_SUFFIX):
+            return [Finding(rel, f"not parsable YAML ({type(exc).__name__}); cannot tell if it is encrypted")]
+        return []
+    is_sops_name = path.name.endswith(SOPS_SUFFIX)
+    if not is_sops_name:
+        if any(isinstance(d, dict) and d.get("kind") == "Secret" for d in documents):
+            return [Finding(rel, "kind: Secret outside a *.sops.yaml file (move it into one and encrypt it)")]
+        return []
+    findings: list[Finding] = []
+    meta = metadata(documents[0]) if len(documents) == 1 else None
+    if meta is None:
+        return [Finding(rel, "not encrypted by sops (no sops metadata); run `invoke secrets.encrypt`")]
+    body = {k: v for k, v in documents[0].items() if k != "sops"}
+    regex = str(meta.get("encrypted_regex") or "")
+    if regex:
+        pattern = re.compile(regex)
+        for trail in _plain_values(body, pattern, False, ""):
+            findings.append(
+                Finding(rel, f"plaintext value at {trail} (added after encryption); re-encrypt it")
+            )
+    have = sorted(str(i.get("recipient")) for i in meta.get("age") or [] if isinstance(i, dict))
+    rule = sops_config.rule_for(root, rel)
+    if rule is None:
+        findings.append(Finding(rel, f"no creation rule in .sops.yaml matches this file (recipients {have})"))
+    else:
+        want = sorted(sops_config.recipients(rule))
+        if have != want:
+            findings.append(
+                Finding(
+                    rel,
+                    f"recipients {', '.join(have) or 'none'} do not match its .sops.yaml rule "
+                    f"({', '.join(want) or 'none'}); re-encrypt with `invoke secrets.scaffold` "
+                    "or `sops updatekeys`",
+                )
+            )
+    return findings
+
+
+def check(root: Path) -> list[Finding]:
+    """Every finding in the repository at ``root``, sorted by file."""
+    root = Path(root).absolute()
+    findings: list[Finding] = []
+    for path in yaml_files(root):
+        if path.name == sops_config.CONFIG_NAME:
+            continue
+        findings.extend(check_file(root, path))
+    return sorted(findings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: print findings, exit 1 if there are any."""
+    parser = argparse.ArgumentParser(
+        prog="python -m fluxops.secrets_check", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("root", nargs="?", default=".", help="repository root (default: current folder)")
+    parser.add_argument("files", nargs="*", help="ignored: the whole repository is always checked")
+    args = parser.parse_args(argv)
+    findings = check(Path(args.root))
+    for finding in findings:
+        print(finding, file=sys.stderr)
+    if findings:
+        print(f"{len(findings)} secret problem(s) found", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
