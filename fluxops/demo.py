@@ -1,0 +1,40 @@
+"""The end-to-end demo on the sandbox hosts: what `invoke demo` runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fluxops import hostcheck, sandbox
+from fluxops import inventory as inv
+from fluxops.report import print_inventory
+from fluxops.settings import Settings
+from fluxops.shell import Connections
+
+
+def run(settings: Settings, *, keep: bool = False, say: Callable[[str], None] = print) -> bool:
+    """Sandbox up, inventory shown, every host checked over SSH, sandbox down; True when all pass."""
+    inventory = inv.load(settings.sandbox_inventory)
+    say(f"[bold]1. sandbox hosts up[/] ({settings.sandbox_inventory})")
+    sandbox.up(inventory, settings.sandbox_dir, progress=lambda m: say(f"   {m}"))
+    ok = True
+    try:
+        say("[bold]2. inventory[/]")
+        print_inventory(inventory.path, inventory.hosts)
+        say("[bold]3. one command per host through fluxops.shell[/]")
+        with Connections(connect_timeout=settings.connect_timeout) as conns:
+            for host in inventory.hosts:
+                result = conns.get(host).run(["uname", "-nsr"])
+                say(f"   {host.name}: {result.stdout.strip()} ({result.duration * 1000:.0f} ms)")
+        say("[bold]4. testinfra checks[/]")
+        for host in inventory.hosts:
+            for check in hostcheck.check_host(host.name, sandbox.ssh_config_path(settings.sandbox_dir)):
+                mark = "[green]ok[/]  " if check.ok else "[red]FAIL[/]"
+                say(f"   {mark} {check.host:<5} {check.name:<20} {check.detail}")
+                ok = ok and check.ok
+    finally:
+        if keep:
+            say(f"sandbox left running; stop it with: invoke sandbox.down ({settings.sandbox_dir})")
+        else:
+            say("[bold]5. sandbox hosts down[/]")
+            sandbox.down(settings.sandbox_dir, progress=lambda m: say(f"   {m}"))
+    return ok

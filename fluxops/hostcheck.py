@@ -1,0 +1,40 @@
+"""A quick health check of a host through testinfra over real OpenSSH (used by the demo)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import testinfra
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check on one host and what it found."""
+
+    host: str
+    name: str
+    ok: bool
+    detail: str
+
+
+def check_host(name: str, ssh_config: Path) -> list[Check]:
+    """Hostname, sshd, OS and a write that must stay inside the host."""
+    host = testinfra.get_host(f"ssh://{name}", ssh_config=str(ssh_config))
+    checks = []
+    hostname = host.check_output("hostname")
+    checks.append(Check(name, "hostname", hostname == name, f"hostname is {hostname!r}"))
+    sshd = host.process.filter(comm="sshd")
+    checks.append(Check(name, "sshd running", bool(sshd), f"{len(sshd)} sshd process(es)"))
+    os_release = host.file("/etc/os-release")
+    checks.append(Check(name, "os-release", os_release.exists, host.system_info.distribution or "?"))
+    path = f"/root/.fluxops-check-{uuid.uuid4().hex}"
+    host.run_expect([0], "echo %s > %s", name, path)
+    inside = host.file(path).exists and host.file(path).content_string.strip() == name
+    outside = Path(path).exists()
+    checks.append(
+        Check(name, "writes stay inside", inside and not outside, f"{path}: on host={inside}, here={outside}")
+    )
+    host.run_expect([0], "rm -f %s", path)
+    return checks
