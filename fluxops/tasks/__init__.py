@@ -7,7 +7,7 @@ from invoke import Collection
 
 def namespace() -> Collection:
     """The root collection that ``tasks.py`` exposes."""
-    from fluxops.tasks import demo, inventory, keys, sandbox, secrets
+    from fluxops.tasks import demo, inventory, keys, layout, sandbox, secrets
 
     ns = Collection()
     ns.add_task(demo.demo)
@@ -15,4 +15,5 @@ def namespace() -> Collection:
     ns.add_collection(Collection.from_module(sandbox, name="sandbox"))
     ns.add_collection(Collection.from_module(keys, name="keys"))
     ns.add_collection(Collection.from_module(secrets, name="secrets"))
+    ns.add_collection(Collection.from_module(layout, name="layout"))
     return ns

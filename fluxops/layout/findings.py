@@ -1,0 +1,74 @@
+"""What validation reports: one finding per problem, with where it is and what to change."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Severity(StrEnum):
+    """How bad a finding is: errors fail validation, warnings do not."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    """One problem in the tree; ``file`` is relative to the repository root."""
+
+    severity: Severity
+    code: str
+    message: str
+    file: str = ""
+    line: int | None = None
+    cluster: str = ""
+    phase: str = ""
+
+    @property
+    def where(self) -> str:
+        """``file:line`` (or just the file) for a report line."""
+        if not self.file:
+            return "-"
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict for ``--json`` output."""
+        data = asdict(self)
+        data["severity"] = str(self.severity)
+        return data
+
+
+@dataclass
+class Findings:
+    """An ordered, de-duplicated collection of findings."""
+
+    items: list[Finding] = field(default_factory=list)
+    _seen: set[tuple[Any, ...]] = field(default_factory=set, repr=False)
+
+    def add(self, finding: Finding) -> None:
+        """Add a finding unless the same problem at the same place is already there."""
+        key = (finding.severity, finding.code, finding.message, finding.file, finding.line)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        self.items.append(finding)
+
+    def error(self, code: str, message: str, **where: Any) -> None:
+        """Add an error."""
+        self.add(Finding(Severity.ERROR, code, message, **where))
+
+    def warning(self, code: str, message: str, **where: Any) -> None:
+        """Add a warning."""
+        self.add(Finding(Severity.WARNING, code, message, **where))
+
+    @property
+    def errors(self) -> list[Finding]:
+        """The findings that fail validation."""
+        return [f for f in self.items if f.severity is Severity.ERROR]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        """The findings that do not fail validation."""
+        return [f for f in self.items if f.severity is Severity.WARNING]

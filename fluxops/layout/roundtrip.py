@@ -1,0 +1,36 @@
+"""ruamel.yaml round trip for files fluxops edits: comments, key order and quoting survive."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+
+def yaml_rt() -> YAML:
+    """A round-trip YAML in the tree's style (2-space maps, lists indented under their key)."""
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096
+    return yaml
+
+
+def load_docs(path: Path) -> list[Any]:
+    """Every document of a YAML file, round-trip loaded."""
+    return list(yaml_rt().load_all(path.read_text(encoding="utf-8")))
+
+
+def dump_docs(docs: list[Any]) -> str:
+    """YAML text of round-trip documents."""
+    out = io.StringIO()
+    yaml_rt().dump_all(docs, out)
+    return out.getvalue()
+
+
+def write_docs(path: Path, docs: list[Any]) -> None:
+    """Write round-trip documents to ``path`` (creating its folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dump_docs(docs), encoding="utf-8")

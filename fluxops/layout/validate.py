@@ -1,0 +1,130 @@
+"""``layout.validate``: every check over a loaded tree, as one list of findings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fluxops.layout import graph, secrets_check
+from fluxops.layout.findings import Findings
+from fluxops.layout.model import Cluster, Phase, group_of, meta
+from fluxops.layout.schemas import SchemaChecker, is_builtin_group
+from fluxops.layout.sources import line_of
+from fluxops.layout.tree import Tree, load
+
+SCHEMA_CACHE = "schemas.json"
+CHART_SOURCE_KINDS = ("HelmRepository", "GitRepository", "Bucket", "OCIRepository", "HelmChart")
+
+
+def validate(
+    root: Path, cluster: str | None = None, *, jobs: int | None = None, cache: bool = True
+) -> tuple[Tree, Findings]:
+    """Load, build and check the tree (or one cluster); the findings say what is wrong and where."""
+    tree = load(root, cluster, jobs=jobs, cache=cache)
+    findings = tree.findings
+    cache_file = tree.repo.cache_dir.parent / SCHEMA_CACHE if cache else None
+    checker = SchemaChecker(cache_file)
+    for c in tree.clusters.values():
+        check_schemas(tree, c, checker, findings)
+        graph.check_graph(c, findings)
+        check_crd_order(tree, c, findings)
+        check_chart_sources(tree, c, findings)
+        secrets_check.check_decryption(c, findings)
+        check_built_secrets(tree, c, findings)
+    checker.save()
+    only = ("k8s/base/", f"k8s/clusters/{cluster}/") if cluster else ()
+    secrets_check.check_sources(tree.sources, findings, only)
+    secrets_check.check_creation_rules(tree.sources, tree.rel(tree.repo.sops_config), findings)
+    return tree, findings
+
+
+def _where(
+    tree: Tree, cluster: Cluster, phase: Phase | None, obj: dict[str, Any], *path: Any
+) -> dict[str, Any]:
+    src = tree.source_of(obj, cluster.name)
+    where: dict[str, Any] = {"cluster": cluster.name, "phase": phase.name if phase else ""}
+    if src is not None:
+        where["file"] = src.file
+        where["line"] = line_of(src.data, *path) or src.line
+    elif phase is not None:
+        where["file"], where["line"] = phase.file, phase.line
+    return where
+
+
+def _label(obj: dict[str, Any]) -> str:
+    name, namespace = meta(obj)
+    return f"{obj.get('kind', '?')} {namespace + '/' if namespace else ''}{name or '?'}"
+
+
+def check_schemas(tree: Tree, cluster: Cluster, checker: SchemaChecker, findings: Findings) -> None:
+    """Every object a phase applies, and each phase's own Kustomization, against its schema."""
+    items: list[tuple[Phase | None, dict[str, Any]]] = [(p, p.obj) for p in cluster.phases]
+    items += [(p, o) for p in cluster.phases for o in p.objects]
+    for phase, obj in items:
+        problems = checker.check(obj)
+        group = group_of(str(obj.get("apiVersion", "")))
+        if problems is None:
+            if is_builtin_group(group):
+                findings.error(
+                    "api-version",
+                    f"{_label(obj)}: apiVersion {obj.get('apiVersion')} is not served for kind "
+                    f"{obj.get('kind')} by Kubernetes",
+                    **_where(tree, cluster, phase, obj, "apiVersion"),
+                )
+            continue
+        for problem in problems:
+            add = findings.error if problem.severity == "error" else findings.warning
+            code = "api-version" if problem.path[:1] == ("apiVersion",) else "schema"
+            add(code, f"{_label(obj)}: {problem.message}", **_where(tree, cluster, phase, obj, *problem.path))
+
+
+def check_crd_order(tree: Tree, cluster: Cluster, findings: Findings) -> None:
+    """Custom resources only in phases that wait on the phase installing their CRD."""
+    for phase, obj, severity, reason in graph.crd_ordering(cluster):
+        add = findings.error if severity == "error" else findings.warning
+        add("crd-order", f"{_label(obj)}: {reason}", **_where(tree, cluster, phase, obj))
+
+
+def check_chart_sources(tree: Tree, cluster: Cluster, findings: Findings) -> None:
+    """Each HelmRelease's chart source exists among the cluster's objects."""
+    known = set()
+    for phase in cluster.phases:
+        for obj in [phase.obj, *phase.objects]:
+            if obj.get("kind") in CHART_SOURCE_KINDS:
+                name, namespace = meta(obj)
+                known.add((obj["kind"], name, namespace))
+    for phase in cluster.phases:
+        for obj in phase.objects:
+            if obj.get("kind") != "HelmRelease":
+                continue
+            name, namespace = meta(obj)
+            spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+            chart = (
+                ((spec.get("chart") or {}).get("spec") or {}) if isinstance(spec.get("chart"), dict) else {}
+            )
+            ref, path = chart.get("sourceRef"), ("spec", "chart", "spec", "sourceRef")
+            if not isinstance(ref, dict):
+                ref, path = spec.get("chartRef"), ("spec", "chartRef")
+            if not isinstance(ref, dict):
+                continue
+            key = (str(ref.get("kind", "")), str(ref.get("name", "")), str(ref.get("namespace") or namespace))
+            if key not in known:
+                findings.error(
+                    "chart-source",
+                    f"{_label(obj)}: its chart source {key[0]} {key[2]}/{key[1]} is defined in no phase of "
+                    f"cluster {cluster.name}",
+                    **_where(tree, cluster, phase, obj, *path),
+                )
+
+
+def check_built_secrets(tree: Tree, cluster: Cluster, findings: Findings) -> None:
+    """No phase applies a plaintext Secret (from a file or a generator)."""
+    for phase in cluster.phases:
+        for obj in phase.objects:
+            src = tree.source_of(obj, cluster.name)
+            if secrets_check.plaintext_secret(obj) and not (src and secrets_check.plaintext_secret(src.data)):
+                findings.error(
+                    "plaintext-secret",
+                    f"{_label(obj)} is applied in plaintext; make it a SOPS-encrypted *.sops.yaml",
+                    **_where(tree, cluster, phase, obj),
+                )

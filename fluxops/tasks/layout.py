@@ -1,0 +1,100 @@
+"""invoke layout.*: validate the GitOps tree, show its phase graph, scaffold a cluster, audit duplicates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke import Context, Exit, task
+
+from fluxops.errors import LayoutError
+from fluxops.tasks.common import project_root, user_errors
+
+
+@task(
+    help={
+        "cluster": "validate only this cluster (default: every cluster under k8s/clusters)",
+        "json": "print the findings as JSON instead of the grouped report",
+        "no_cache": "rebuild every kustomization instead of using .fluxops/cache",
+    }
+)
+@user_errors
+def validate(c: Context, cluster: str | None = None, json_: bool = False, no_cache: bool = False) -> None:
+    """Check the whole Flux tree offline: YAML, kustomize builds, schemas, phases, CRD order, secrets."""
+    from fluxops.layout import report
+    from fluxops.layout.validate import validate as run
+
+    tree, findings = run(project_root(c), cluster, cache=not no_cache)
+    print(report.as_json(tree, findings) if json_ else report.text(tree, findings))
+    if findings.errors:
+        raise Exit(code=1)
+
+
+@task(
+    help={
+        "cluster": "the cluster to show (default: every cluster)",
+        "dot": "also write the graph as Graphviz DOT to this file ('-' for stdout; with several clusters, "
+        "one file per cluster named FILE with -CLUSTER before the suffix)",
+    }
+)
+@user_errors
+def tree(c: Context, cluster: str | None = None, dot: str | None = None) -> None:
+    """Show a cluster's phases, what each installs and what each waits for (text or Graphviz DOT)."""
+    from fluxops.layout import dot as render
+    from fluxops.layout.tree import load
+
+    loaded = load(project_root(c), cluster)
+    for name, item in loaded.clusters.items():
+        if dot == "-":
+            print(render.dot(item), end="")
+            continue
+        print(render.text(item))
+        if dot:
+            target = Path(dot)
+            if len(loaded.clusters) > 1:
+                target = target.with_name(f"{target.stem}-{name}{target.suffix}")
+            target.write_text(render.dot(item), encoding="utf-8")
+            print(f"  wrote {target}")
+
+
+@task(
+    help={
+        "name": "the new cluster's name (a DNS label: lowercase letters, digits, '-')",
+        "like": "the existing cluster to copy the overlays from (default: lab)",
+        "address": "the new cluster's MetalLB pool: an address, CIDR or range (default: the copied one)",
+    }
+)
+@user_errors
+def new_cluster(c: Context, name: str, like: str = "lab", address: str | None = None) -> None:
+    """Scaffold k8s/clusters/NAME from another cluster: phase files, overlays, an empty apps."""
+    from fluxops.layout.scaffold import new_cluster as scaffold
+
+    result = scaffold(project_root(c), name, like=like, address=address)
+    for path in result.written:
+        print(f"  wrote {path}")
+    for note in result.notes:
+        print(f"  note: {note}")
+    print(f"cluster {name} scaffolded from {like}; check it with: invoke layout.validate --cluster {name}")
+
+
+@task(
+    help={
+        "apply": "move each duplicate to k8s/base with per-cluster patches, then re-check that every "
+        "cluster builds to the same objects (changes are undone if not)",
+        "threshold": "how alike two definitions must be to count as duplicates, 0..1 (default 0.8)",
+    }
+)
+@user_errors
+def audit(c: Context, apply: bool = False, threshold: float = 0.8) -> None:
+    """Find resources defined in more than one cluster overlay; propose (or --apply) moving them to base."""
+    from fluxops.layout import audit as run
+
+    if not 0 < threshold <= 1:
+        raise LayoutError(f"--threshold must be between 0 and 1, got {threshold}")
+    root = project_root(c)
+    dups = run.find_duplicates(root, threshold=threshold)
+    print(run.describe(dups))
+    if apply and dups:
+        moved = run.apply(root, dups)
+        for line in moved:
+            print(f"  {line}")
+        print("applied: every cluster builds to the same objects as before")
