@@ -61,7 +61,7 @@ class KeySource:
 
     cluster: str
     key_file: str
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str | Secret] = field(default_factory=dict)
 
     @classmethod
     def store_file(cls, cluster: str, path: Path) -> KeySource:
@@ -70,14 +70,20 @@ class KeySource:
 
 
 def environment_key(cluster: str) -> KeySource | None:
-    """The operator's own key from SOPS_AGE_KEY_FILE / SOPS_AGE_KEY / SOPS_AGE_KEY_CMD, if set."""
-    if os.environ.get("SOPS_AGE_KEY_FILE"):
-        return KeySource(
-            cluster=cluster, key_file=os.environ["SOPS_AGE_KEY_FILE"] + " (from $SOPS_AGE_KEY_FILE)"
-        )
-    for name in ("SOPS_AGE_KEY", "SOPS_AGE_KEY_CMD"):
-        if os.environ.get(name):
-            return KeySource(cluster=cluster, key_file=f"${name}")
+    """The operator's own key from SOPS_AGE_KEY_FILE / SOPS_AGE_KEY / SOPS_AGE_KEY_CMD, if set.
+
+    Passed on to sops explicitly (the value of SOPS_AGE_KEY as a masked Secret): the command adapter's
+    environment is a snapshot taken at start, so relying on inheritance would miss later changes.
+    """
+    path = os.environ.get("SOPS_AGE_KEY_FILE")
+    if path:
+        return KeySource(cluster, f"{path} (from $SOPS_AGE_KEY_FILE)", {"SOPS_AGE_KEY_FILE": path})
+    value = os.environ.get("SOPS_AGE_KEY")
+    if value:
+        return KeySource(cluster, "$SOPS_AGE_KEY", {"SOPS_AGE_KEY": Secret(value)})
+    command = os.environ.get("SOPS_AGE_KEY_CMD")
+    if command:
+        return KeySource(cluster, "$SOPS_AGE_KEY_CMD", {"SOPS_AGE_KEY_CMD": command})
     return None
 
 
@@ -173,7 +179,7 @@ class Sops:
         check: bool = True,
         path: Path | None = None,
     ) -> Result:
-        env = {"SOPS_DISABLE_VERSION_CHECK": "1"}
+        env: dict[str, str | Secret] = {"SOPS_DISABLE_VERSION_CHECK": "1"}
         if key is not None:
             env.update(key.env)
         argv = [binary(), "--config", str(self.config), *args]
@@ -276,7 +282,7 @@ class Sops:
         """Open the file in $EDITOR through sops (interactive, so it needs the terminal)."""
         from plumbum import local as plumbum_local
 
-        env = {"SOPS_DISABLE_VERSION_CHECK": "1", **key.env}
+        env = {"SOPS_DISABLE_VERSION_CHECK": "1", **{k: reveal(v) for k, v in key.env.items()}}
         cmd = plumbum_local[binary()]["--config", str(self.config), "edit", str(path)]
         proc = cmd.with_env(**env).with_cwd(str(self.root)).popen(stdin=None, stdout=None, stderr=None)
         try:

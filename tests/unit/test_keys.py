@@ -1,0 +1,129 @@
+"""Age keys: the store (0600, atomic, never overwritten silently) and the .sops.yaml rules."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pyrage
+import pytest
+
+from fluxops import keys, keystore, sops_config
+from fluxops.errors import FluxopsError, KeyStoreError
+from tests.unit.sops_testing import key_secret, make_repo, run_invoke
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo", tmp_path / "keys")
+
+
+@pytest.fixture
+def key_dir(tmp_path: Path) -> Path:
+    return tmp_path / "keys"
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_generate_writes_an_age_keygen_file_0600(repo: Path, key_dir: Path) -> None:
+    done = keys.generate(repo, key_dir, "lab")
+    path = key_dir / "lab.agekey"
+    assert done.key.path == path
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("# created: ")
+    assert lines[1] == f"# public key: {done.key.public}"
+    assert lines[2].startswith("AGE-SECRET-KEY-1")
+    assert str(pyrage.x25519.Identity.from_str(lines[2]).to_public()) == done.key.public
+    assert mode(path) == 0o600
+    assert mode(key_dir) == 0o700
+    assert [p.name for p in key_dir.iterdir()] == ["lab.agekey"]  # no temp file left behind
+
+
+def test_key_file_is_0600_from_creation_to_rename(
+    repo: Path, key_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    real_replace = os.replace
+
+    def spy(src: str, dst: str) -> None:
+        if Path(dst).parent == key_dir:
+            seen.append(mode(Path(src)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(keystore.os, "replace", spy)
+    keys.generate(repo, key_dir, "lab")
+    assert seen == [0o600]
+
+
+def test_generate_refuses_to_overwrite_and_force_archives(repo: Path, key_dir: Path) -> None:
+    first = keys.generate(repo, key_dir, "lab")
+    before = (key_dir / "lab.agekey").read_text()
+    with pytest.raises(KeyStoreError) as err:
+        keys.generate(repo, key_dir, "lab")
+    assert "--force" in str(err.value) and str(key_dir / "lab.agekey") in str(err.value)
+    assert (key_dir / "lab.agekey").read_text() == before
+
+    second = keys.generate(repo, key_dir, "lab", force=True)
+    assert second.key.public != first.key.public
+    assert second.archived is not None and second.archived.read_text() == before
+    assert mode(second.archived) == 0o600
+    assert keystore.archived_keys(key_dir, "lab") == [second.archived]
+    assert sops_config.cluster_recipients(repo, "lab") == [second.key.public]
+
+
+def test_rules_are_added_before_a_catch_all_and_edited_by_round_trip(repo: Path, key_dir: Path) -> None:
+    config = repo / ".sops.yaml"
+    config.write_text(
+        "# sops rules: first match wins\n"
+        "creation_rules:\n"
+        "  # everything else\n"
+        "  - path_regex: .*\\.sops\\.yaml$\n"
+        "    age: age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq  # fallback\n"
+    )
+    lab = keys.generate(repo, key_dir, "lab").key
+    phx = keys.generate(repo, key_dir, "phx").key
+    text = config.read_text()
+    assert text.startswith("# sops rules: first match wins\n")
+    assert "# everything else" in text and "# fallback" in text
+    rules = sops_config.rules(repo)
+    assert [r.get("path_regex") for r in rules] == [
+        sops_config.cluster_regex("lab"),
+        sops_config.cluster_regex("phx"),
+        ".*\\.sops\\.yaml$",
+    ]
+    assert rules[0]["encrypted_regex"] == "^(data|stringData)$"
+    assert sops_config.cluster_recipients(repo, "lab") == [lab.public]
+    assert sops_config.cluster_recipients(repo, "phx") == [phx.public]
+
+    new = keys.generate(repo, key_dir, "lab", force=True).key
+    rules = sops_config.rules(repo)
+    assert len(rules) == 3 and rules[0]["age"] == new.public
+    assert "# fallback" in config.read_text()
+
+
+def test_unknown_cluster_is_refused_and_nothing_changes(repo: Path, key_dir: Path) -> None:
+    with pytest.raises(FluxopsError) as err:
+        keys.generate(repo, key_dir, "nope")
+    assert "nope" in str(err.value) and "lab, phx" in str(err.value)
+    assert not key_dir.exists()
+    assert not (repo / ".sops.yaml").exists()
+
+
+def test_cli_generate_and_show_never_print_the_private_key(repo: Path, key_dir: Path) -> None:
+    made = run_invoke(repo, "keys.generate", "--cluster", "lab")
+    assert made.returncode == 0, made.stderr
+    secret = key_secret(key_dir / "lab.agekey")
+    shown = run_invoke(repo, "keys.show")
+    assert shown.returncode == 0, shown.stderr
+    public = keystore.public_key(key_dir / "lab.agekey")
+    assert public in shown.stdout and str(key_dir / "lab.agekey") in shown.stdout
+    assert "phx" in shown.stdout and "missing" in shown.stdout
+    for output in (made.stdout, made.stderr, shown.stdout, shown.stderr):
+        assert secret not in output and "AGE-SECRET-KEY" not in output
+    again = run_invoke(repo, "keys.generate", "--cluster", "lab")
+    assert again.returncode == 1 and "--force" in again.stderr and "Traceback" not in again.stderr
+    unknown = run_invoke(repo, "keys.show", "--cluster", "nope")
+    assert unknown.returncode == 1 and "unknown cluster 'nope'" in unknown.stderr
