@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
-from invoke import Context, task
+from invoke import Context, Exit, task
 
 from fluxops import inventory as inv
-from fluxops.report import print_inventory
+from fluxops.ping import ping as ping_hosts
+from fluxops.report import console, print_inventory
+from fluxops.shell import Connections
 from fluxops.tasks.common import config, user_errors
 
 
@@ -27,3 +29,26 @@ def show(c: Context, cluster: str | None = None, json_: bool = False) -> None:
         print(json.dumps(inv.as_dict(hosts), indent=2, default=str))
     else:
         print_inventory(inventory.path, hosts)
+
+
+@task(
+    help={
+        "cluster": "only this cluster's hosts (default: every cluster)",
+        "accept_new_host_key": "record the key of a host seen for the first time (a changed key is still refused)",
+    }
+)
+@user_errors
+def ping(c: Context, cluster: str | None = None, accept_new_host_key: bool = False) -> None:
+    """Reach every host over SSH at once and show each one's answer and round trip."""
+    settings = config(c)
+    hosts = inv.load(settings.inventory).select(cluster)
+    accept = accept_new_host_key or settings.accept_new_host_key
+    with Connections(connect_timeout=settings.connect_timeout, accept_new_host_key=accept) as conns:
+        replies = ping_hosts(hosts, conns, timeout=settings.command_timeout)
+    for reply in replies:
+        mark = "[green]ok[/]  " if reply.ok else "[red]FAIL[/]"
+        timing = f" ({reply.millis:.0f} ms)" if reply.ok else ""
+        console.print(f"{mark} {reply.cluster:<5} {reply.host:<6} {reply.detail}{timing}")
+    failed = [r.host for r in replies if not r.ok]
+    if failed:
+        raise Exit(f"unreachable: {', '.join(failed)}", code=1)

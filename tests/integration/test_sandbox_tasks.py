@@ -57,3 +57,29 @@ def test_demo_runs_end_to_end_and_cleans_up(private_sandbox: dict[str, str]) -> 
     assert result.stdout.count("ok ") >= 8
     assert "sandbox hosts down" in result.stdout
     assert not Path(private_sandbox["INVOKE_FLUXOPS_SANDBOX_DIR"]).exists()
+
+
+def test_ping_reaches_every_host_and_first_contact_needs_the_flag(
+    private_sandbox: dict[str, str], tmp_path: Path
+) -> None:
+    assert run(["sandbox.up"], private_sandbox).returncode == 0
+    inventory = {"INVOKE_FLUXOPS_INVENTORY": private_sandbox["INVOKE_FLUXOPS_SANDBOX_INVENTORY"]}
+    known = run(["inventory.ping"], {**private_sandbox, **inventory})
+    assert known.returncode == 0, known.stdout + known.stderr
+    assert "Linux n5" in known.stdout and "Linux phx" in known.stdout
+    # the same hosts under a known_hosts file that has never seen them
+    text = Path(inventory["INVOKE_FLUXOPS_INVENTORY"]).read_text()
+    fresh_known = tmp_path / "fresh_known_hosts"
+    fresh = tmp_path / "fresh.yaml"
+    fresh.write_text(text.replace(str(tmp_path / "state" / "known_hosts"), str(fresh_known)))
+    refused = run(["inventory.ping", "--cluster", "lab"], {"INVOKE_FLUXOPS_INVENTORY": str(fresh)})
+    assert refused.returncode == 1
+    assert "--accept-new-host-key" in refused.stdout and "unreachable: n5" in refused.stderr
+    accepted = run(
+        ["inventory.ping", "--cluster", "lab", "--accept-new-host-key"],
+        {"INVOKE_FLUXOPS_INVENTORY": str(fresh)},
+    )
+    assert accepted.returncode == 0 and "Linux n5" in accepted.stdout
+    assert fresh_known.read_text().startswith("[127.0.0.2]:")
+    again = run(["inventory.ping", "--cluster", "lab"], {"INVOKE_FLUXOPS_INVENTORY": str(fresh)})
+    assert again.returncode == 0
