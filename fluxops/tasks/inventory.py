@@ -34,7 +34,7 @@ def show(c: Context, cluster: str | None = None, json_: bool = False) -> None:
 @task(
     help={
         "cluster": "only this cluster's hosts (default: every cluster)",
-        "accept_new_host_key": "record the key of a host seen for the first time (a changed key is still refused)",
+        "accept_new_host_key": "record the key of a host met for the first time (a changed key is refused)",
     }
 )
 @user_errors
