@@ -1,0 +1,282 @@
+"""Secret manifests: new, scaffold, view, and the plaintext guard against a hostile corpus."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from fluxops import keys, keystore, secret_files, secrets_check
+from fluxops.errors import FluxopsError, SopsError
+from fluxops.sops import Sops, file_recipients, metadata, read_document
+from tests.unit.sops_testing import (
+    REPO,
+    decrypts_with,
+    make_repo,
+    run_invoke,
+    secret_yaml,
+    setup_cluster_keys,
+    write_encrypted,
+)
+
+IC = "k8s/clusters/{}/infrastructure-config"
+
+
+@pytest.fixture
+def key_dir(tmp_path: Path) -> Path:
+    return tmp_path / "keys"
+
+
+@pytest.fixture
+def repo(tmp_path: Path, key_dir: Path) -> Path:
+    root = make_repo(tmp_path / "repo", key_dir)
+    setup_cluster_keys(root, key_dir)
+    return root
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_new_writes_only_ciphertext_and_references_it(repo: Path, key_dir: Path, tmp_path: Path) -> None:
+    cert = tmp_path / "ca.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n")
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(b"\xff\x00\xfe")
+    done = secret_files.new(
+        repo,
+        key_dir,
+        "lab",
+        "cloudflare",
+        "traefik",
+        literals=["api-token=tok-123456789", "email=me@example.org"],
+        files=[f"ca.pem={cert}", f"blob={blob}"],
+    )
+    path = repo / IC.format("lab") / "cloudflare.sops.yaml"
+    assert done.path == path and done.added
+    text = path.read_text()
+    assert metadata(read_document(path)) is not None
+    for plain in ("tok-123456789", "me@example.org", "MIIBfake"):
+        assert plain not in "".join(p.read_text(errors="replace") for p in repo.rglob("*") if p.is_file())
+    assert "api-token: ENC[" in text and "name: cloudflare" in text
+    plain = YAML(typ="safe").load(secret_files.view(repo, key_dir, path).reveal())
+    assert plain["metadata"] == {"name": "cloudflare", "namespace": "traefik"}
+    assert plain["stringData"]["api-token"] == "tok-123456789"
+    assert plain["stringData"]["ca.pem"].startswith("-----BEGIN CERTIFICATE-----")
+    assert base64.b64decode(plain["data"]["blob"]) == b"\xff\x00\xfe"
+    kustomization = (repo / IC.format("lab") / "kustomization.yaml").read_text()
+    assert "# secrets of this phase" in kustomization
+    assert kustomization.rstrip().endswith("- cloudflare.sops.yaml")
+    assert file_recipients(path) == [keystore.public_key(key_dir / "lab.agekey")]
+    assert not decrypts_with(repo, path, key_dir / "phx.agekey")
+    assert secrets_check.check(repo) == []
+
+
+def test_new_with_dest_in_a_subfolder_uses_the_nearest_kustomization(repo: Path, key_dir: Path) -> None:
+    dest = f"{IC.format('phx')}/twingate/connector.sops.yaml"
+    done = secret_files.new(repo, key_dir, "phx", "twingate", "twingate", literals=["t=1"], dest=dest)
+    assert done.path == repo / dest
+    assert done.kustomization == repo / IC.format("phx") / "kustomization.yaml"
+    assert "- twingate/connector.sops.yaml" in done.kustomization.read_text()
+    again = secret_files.new(
+        repo, key_dir, "phx", "twingate", "twingate", literals=["t=2"], dest=dest, force=True
+    )
+    assert not again.added
+    assert done.kustomization.read_text().count("connector.sops.yaml") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"cluster": "nope"}, "unknown cluster 'nope'"),
+        ({"literals": []}, "--from-literal"),
+        ({"literals": ["novalue"]}, "KEY=VALUE"),
+        ({"files": ["k=/does/not/exist"]}, "/does/not/exist"),
+        ({"dest": "k8s/clusters/phx/infrastructure-config/x.sops.yaml"}, "outside the cluster's tree"),
+        ({"dest": "k8s/clusters/lab/infrastructure-config/x.yaml"}, "must end in .sops.yaml"),
+        ({"name": "Bad_Name"}, "invalid name"),
+    ],
+)
+def test_new_refuses_bad_input_and_changes_nothing(
+    repo: Path, key_dir: Path, args: dict, message: str
+) -> None:
+    before = snapshot(repo)
+    call = {"cluster": "lab", "name": "s", "literals": ["k=v"], **args}
+    with pytest.raises(FluxopsError) as err:
+        secret_files.new(
+            repo,
+            key_dir,
+            call["cluster"],
+            call["name"],
+            "default",
+            literals=call["literals"],
+            files=call.get("files", []),
+            dest=call.get("dest"),
+        )
+    assert message in str(err.value)
+    assert snapshot(repo) == before
+
+
+def test_new_refuses_to_overwrite_and_leaves_nothing_when_sops_fails(repo: Path, key_dir: Path) -> None:
+    secret_files.new(repo, key_dir, "lab", "s", "default", literals=["k=v"])
+    before = snapshot(repo)
+    with pytest.raises(FluxopsError, match="already exists"):
+        secret_files.new(repo, key_dir, "lab", "s", "default", literals=["k=v"])
+    (repo / ".sops.yaml").write_text("creation_rules: []\n")
+    before = snapshot(repo)
+    with pytest.raises(SopsError, match="no creation rule"):
+        secret_files.new(repo, key_dir, "lab", "t", "default", literals=["k=v"])
+    assert snapshot(repo) == before
+
+
+def test_scaffold_rewrites_missing_and_foreign_secrets_with_placeholders(
+    repo: Path, key_dir: Path, tmp_path: Path
+) -> None:
+    ic = repo / IC.format("lab")
+    mine = write_encrypted(repo, f"{IC.format('lab')}/mine.sops.yaml", secret_yaml("mine", "apps", k="real"))
+    foreign_text = (
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: cloudflare-api\n  namespace: traefik\n"
+        "type: Opaque\nstringData:\n  api-token: secret\n  email: a@b.c\ndata:\n  cert: Zm9v\n"
+    )
+    foreign = ic / "traefik-config" / "cloudflare-secret.sops.yaml"
+    foreign.parent.mkdir()
+    # encrypted to a key thrown away afterwards, as the shipped files are
+    other_root = make_repo(tmp_path / "other", tmp_path / "otherkeys", ("lab",))
+    setup_cluster_keys(other_root, tmp_path / "otherkeys", ("lab",))
+    foreign.write_text(
+        Sops(other_root).encrypt_text(foreign_text, other_root / IC.format("lab") / "x.sops.yaml")
+    )
+    (ic / "kustomization.yaml").write_text(
+        (ic / "kustomization.yaml").read_text()
+        + "  - mine.sops.yaml\n  - traefik-config/cloudflare-secret.sops.yaml\n  - twingate/secret.sops.yaml\n"
+    )
+    mine_before = mine.read_bytes()
+
+    results = {r.path: r for r in secret_files.scaffold(repo, key_dir, "lab")}
+    assert results[mine].state == "ok" and mine.read_bytes() == mine_before
+    assert results[foreign].state == "written" and "do not hold" in results[foreign].reason
+    twingate = ic / "twingate" / "secret.sops.yaml"
+    assert results[twingate].state == "written" and results[twingate].reason == "missing"
+
+    plain = YAML(typ="safe").load(secret_files.view(repo, key_dir, foreign).reveal())
+    assert plain["metadata"] == {"name": "cloudflare-api", "namespace": "traefik"}
+    assert plain["type"] == "Opaque"
+    assert plain["stringData"] == {"api-token": "REPLACE_ME", "email": "REPLACE_ME"}
+    assert base64.b64decode(plain["data"]["cert"]) == b"REPLACE_ME"
+    plain = YAML(typ="safe").load(secret_files.view(repo, key_dir, twingate).reveal())
+    assert plain["metadata"] == {"name": "secret", "namespace": "traefik"}
+    assert plain["stringData"] == {"value": "REPLACE_ME"}
+    assert secrets_check.check(repo) == []
+    again = {r.path: r.state for r in secret_files.scaffold(repo, key_dir, "lab")}
+    assert set(again.values()) == {"ok"}
+
+
+def hostile_corpus(repo: Path, key_dir: Path) -> dict[str, str]:
+    """One file per kind of leak; returns relative path -> expected reason fragment."""
+    lab = IC.format("lab")
+    (repo / "k8s/clusters/lab/apps").mkdir()
+    (repo / "k8s/clusters/lab/apps/leak.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\n" + secret_yaml("leak", pw="hunter2")
+    )
+    (repo / f"{lab}/plain.sops.yaml").write_text(secret_yaml("plain", pw="hunter2"))
+    wrong = write_encrypted(repo, f"{IC.format('phx')}/moved.sops.yaml", secret_yaml("moved", pw="x"))
+    wrong.rename(repo / f"{lab}/moved.sops.yaml")  # encrypted to phx's key, sitting in lab's tree
+    added = write_encrypted(repo, f"{lab}/added.sops.yaml", secret_yaml("added", pw="x"))
+    added.write_text(added.read_text().replace("stringData:\n", "stringData:\n    extra: plaintext-added\n"))
+    write_encrypted(repo, f"{lab}/fine.sops.yaml", secret_yaml("fine", pw="x"))
+    (repo / "docs").mkdir()
+    (repo / "docs/example.yml").write_text("kind: Secret\nmetadata:\n  name: doc\n")
+    return {
+        "k8s/clusters/lab/apps/leak.yaml": "kind: Secret outside a *.sops.yaml",
+        f"{lab}/plain.sops.yaml": "not encrypted by sops",
+        f"{lab}/moved.sops.yaml": "do not match its .sops.yaml rule",
+        f"{lab}/added.sops.yaml": "plaintext value at stringData.extra",
+        "docs/example.yml": "kind: Secret outside a *.sops.yaml",
+    }
+
+
+def test_check_catches_every_kind_of_plaintext(repo: Path, key_dir: Path) -> None:
+    expected = hostile_corpus(repo, key_dir)
+    findings = secrets_check.check(repo)
+    got = {f.path: f.reason for f in findings}
+    assert set(got) == set(expected), findings
+    for path, fragment in expected.items():
+        assert fragment in got[path], (path, got[path])
+
+
+def test_check_entry_point_and_task_exit_non_zero_with_file_and_reason(repo: Path, key_dir: Path) -> None:
+    clean = subprocess.run(
+        [sys.executable, "-m", "fluxops.secrets_check", str(repo)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert clean.returncode == 0, clean.stderr
+    hostile_corpus(repo, key_dir)
+    dirty = subprocess.run(
+        [sys.executable, "-m", "fluxops.secrets_check"],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    assert dirty.returncode == 1
+    assert "k8s/clusters/lab/infrastructure-config/plain.sops.yaml: not encrypted by sops" in dirty.stderr
+    task = run_invoke(repo, "secrets.check")
+    assert task.returncode == 1 and "5 secret problem(s) found" in task.stderr
+    assert "added.sops.yaml: plaintext value at stringData.extra" in task.stdout
+
+
+def test_cli_new_view_encrypt_scaffold(repo: Path, key_dir: Path) -> None:
+    made = run_invoke(
+        repo,
+        "secrets.new",
+        "cf",
+        "--cluster",
+        "lab",
+        "--namespace",
+        "traefik",
+        "--from-literal",
+        "a=1",
+        "--from-literal",
+        "b=2",
+    )
+    assert made.returncode == 0, made.stderr
+    path = f"{IC.format('lab')}/cf.sops.yaml"
+    shown = run_invoke(repo, "secrets.view", path)
+    assert shown.returncode == 0, shown.stderr
+    assert YAML(typ="safe").load(shown.stdout)["stringData"] == {"a": "1", "b": "2"}
+    (repo / IC.format("phx") / "p.sops.yaml").write_text(secret_yaml("p", k="v"))
+    enc = run_invoke(repo, "secrets.encrypt", "--cluster", "phx")
+    assert enc.returncode == 0 and "1 file(s) encrypted" in enc.stdout
+    enc = run_invoke(repo, "secrets.encrypt")
+    assert enc.returncode == 0 and "0 file(s) encrypted" in enc.stdout
+    missing = run_invoke(repo, "secrets.view", "k8s/clusters/lab/nope.sops.yaml")
+    assert missing.returncode == 1 and "nope.sops.yaml: no such file" in missing.stderr
+    scaffold = run_invoke(repo, "secrets.scaffold", "--cluster", "lab")
+    assert (
+        scaffold.returncode == 0
+        and "ok  k8s/clusters/lab/infrastructure-config/cf.sops.yaml" in scaffold.stdout
+    )
+    unknown = run_invoke(repo, "secrets.scaffold", "--cluster", "nope")
+    assert unknown.returncode == 1 and "unknown cluster 'nope'" in unknown.stderr
+
+
+def test_pre_commit_hook_runs_the_check() -> None:
+    hooks = YAML(typ="safe").load((REPO / ".pre-commit-hooks.yaml").read_text())
+    hook = next(h for h in hooks if h["id"] == "fluxops-secrets-check")
+    assert "fluxops.secrets_check" in hook["entry"] and hook["pass_filenames"] is False
+    example = YAML(typ="safe").load((REPO / ".pre-commit-config.example.yaml").read_text())
+    ids = [h["id"] for repo in example["repos"] for h in repo["hooks"]]
+    assert "fluxops-secrets-check" in ids
+
+
+def test_keys_are_per_cluster(repo: Path, key_dir: Path) -> None:
+    assert keys.clusters(repo) == ["lab", "phx"]
+    lab = write_encrypted(repo, f"{IC.format('lab')}/x.sops.yaml", secret_yaml("x", k="v"))
+    assert decrypts_with(repo, lab, key_dir / "lab.agekey")
+    assert not decrypts_with(repo, lab, key_dir / "phx.agekey")
