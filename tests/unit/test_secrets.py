@@ -152,7 +152,9 @@ def test_scaffold_rewrites_missing_and_foreign_secrets_with_placeholders(
     )
     (ic / "kustomization.yaml").write_text(
         (ic / "kustomization.yaml").read_text()
-        + "  - mine.sops.yaml\n  - traefik-config/cloudflare-secret.sops.yaml\n  - twingate/secret.sops.yaml\n"
+        + "  - mine.sops.yaml\n"
+        + "  - traefik-config/cloudflare-secret.sops.yaml\n"
+        + "  - twingate/secret.sops.yaml\n"
     )
     mine_before = mine.read_bytes()
 
