@@ -225,13 +225,14 @@ def _report_build_failures(tree: Tree) -> None:
         for ref, _ in local_refs(read_kustomization(folder)):
             target = (folder / ref).resolve()
             if target.is_dir() and not is_remote(ref):
-                _reachable_quiet(target, children)
+                reachable_folders(target, children)
         if any(c in failed or tree.folders.get(c) in bad_refs for c in children if c != folder):
             continue
         tree.findings.error("build", f"kustomize build fails: {tree.builds[folder].error}", file=kfile)
 
 
-def _reachable_quiet(start: Path, seen: dict[Path, str]) -> None:
+def reachable_folders(start: Path, seen: dict[Path, str]) -> None:
+    """Every kustomization folder a build of ``start`` reads (no findings recorded)."""
     folder = start.resolve()
     kfile = kustomization_file(folder)
     if folder in seen or kfile is None:
@@ -240,7 +241,7 @@ def _reachable_quiet(start: Path, seen: dict[Path, str]) -> None:
     for ref, _ in local_refs(read_kustomization(folder)):
         target = (folder / ref).resolve()
         if target.is_dir() and not is_remote(ref):
-            _reachable_quiet(target, seen)
+            reachable_folders(target, seen)
 
 
 def _report_orphans(tree: Tree) -> None:
