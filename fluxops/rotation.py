@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,8 +34,8 @@ from fluxops.secret_files import encrypted_files
 from fluxops.sops import KeySource, Sops, file_recipients, parallel
 
 JOURNAL_VERSION = 1
-FAULT_AFTER_STEP = "FLUXOPS_FAULT_AFTER_STEP"  # test-only: N -> the process dies right after step N commits
-FAULT_IN_STEP = "FLUXOPS_FAULT_IN_STEP"  # test-only: "N:K" -> dies after K files of step N (2 or 4)
+FAULT_AFTER_STEP = "FLUXOPS_FAULT_AFTER_STEP"  # test-only: N -> SIGKILL right after step N commits
+FAULT_IN_STEP = "FLUXOPS_FAULT_IN_STEP"  # test-only: "N:K" -> SIGKILL after K files of step N (2 or 4)
 PUSH_UNAVAILABLE = "skipped: cluster push is not available yet; pass --offline to silence"
 
 STEPS: dict[int, str] = {
@@ -66,14 +67,13 @@ def push_keys(cluster: str, key_files: list[Path]) -> str:
 
 
 def _fault(step: int, files_done: int | None = None) -> None:
-    """Test-only crash point: die like a killed process (no cleanup, no journal update)."""
+    """Test-only crash point: the process kills itself with SIGKILL (no cleanup, no journal update)."""
     if files_done is None:
-        if os.environ.get(FAULT_AFTER_STEP) == str(step):
-            os._exit(137)
-        return
-    wanted = os.environ.get(FAULT_IN_STEP, "")
-    if wanted == f"{step}:{files_done}":
-        os._exit(137)
+        hit = os.environ.get(FAULT_AFTER_STEP) == str(step)
+    else:
+        hit = os.environ.get(FAULT_IN_STEP) == f"{step}:{files_done}"
+    if hit:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _now() -> str:

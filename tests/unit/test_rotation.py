@@ -1,0 +1,158 @@
+"""Key rotation with real sops: 50 files, the plan, refusals, offline steps."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from fluxops import keystore, rotation, secrets_check, sops_config
+from fluxops.errors import FluxopsError, RotationError
+from fluxops.secret import Secret
+from fluxops.sops import KeySource, Sops, file_recipients
+from tests.unit.sops_testing import decrypts_with, make_repo, secret_yaml, setup_cluster_keys, write_encrypted
+
+IC = "k8s/clusters/lab/infrastructure-config"
+
+
+@pytest.fixture
+def key_dir(tmp_path: Path) -> Path:
+    return tmp_path / "keys"
+
+
+@pytest.fixture
+def repo(tmp_path: Path, key_dir: Path) -> Path:
+    root = make_repo(tmp_path / "repo", key_dir)
+    setup_cluster_keys(root, key_dir)
+    return root
+
+
+def populate(repo: Path, count: int, cluster: str = "lab") -> dict[Path, str]:
+    """``count`` encrypted secrets in the cluster; returns path -> plaintext."""
+    plain = {}
+    for index in range(count):
+        rel = f"k8s/clusters/{cluster}/infrastructure-config/s{index:03d}.sops.yaml"
+        text = secret_yaml(f"s{index:03d}", "apps", token=f"value-{index}", other=f"x{index}")
+        plain[write_encrypted(repo, rel, text)] = text
+    return plain
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def test_rotation_of_50_secrets_leaves_every_file_for_the_new_key_only(repo: Path, key_dir: Path) -> None:
+    files = populate(repo, 50)
+    phx = populate(repo, 2, "phx")
+    phx_before = {p: p.read_bytes() for p in phx}
+    old_file = key_dir / "lab.agekey"
+    old_public = keystore.public_key(old_file)
+    old_text = old_file.read_text()
+    messages: list[str] = []
+
+    journal = rotation.Rotation(repo, key_dir, "lab", offline=True, report=messages.append).run()
+
+    new_public = keystore.public_key(key_dir / "lab.agekey")
+    assert new_public != old_public and journal.new_public == new_public and journal.finished
+    archived = keystore.archived_keys(key_dir, "lab")
+    assert len(archived) == 1 and archived[0].read_text() == old_text
+    assert stat.S_IMODE(archived[0].stat().st_mode) == 0o600
+    assert stat.S_IMODE((key_dir / "lab.agekey").stat().st_mode) == 0o600
+    assert not (key_dir / "lab.pending.agekey").exists()
+    assert sops_config.cluster_recipients(repo, "lab") == [new_public]
+    sops = Sops(repo)
+    new_key = KeySource.store_file("lab", key_dir / "lab.agekey")
+    for path, text in files.items():
+        assert file_recipients(path) == [new_public]
+        assert not decrypts_with(repo, path, archived[0])
+        assert sops.decrypt(path, new_key).reveal().replace("    ", "  ") == text
+    assert {p: p.read_bytes() for p in phx} == phx_before
+    assert secrets_check.check(repo) == []
+    saved = json.loads((key_dir / "lab.rotation.json").read_text())
+    assert saved["finished"] and saved["old_public"] == old_public and saved["new_public"] == new_public
+    assert {s["state"] for s in saved["steps"].values()} == {"done", "skipped"}
+    assert saved["steps"]["3"]["detail"] == "offline" and saved["steps"]["6"]["state"] == "skipped"
+    assert "AGE-SECRET-KEY" not in (key_dir / "lab.rotation.json").read_text()
+    assert stat.S_IMODE((key_dir / "lab.rotation.json").stat().st_mode) == 0o600
+
+
+def test_check_prints_the_plan_and_changes_nothing(repo: Path, key_dir: Path) -> None:
+    populate(repo, 3)
+    before = {p: p.read_bytes() for p in [*repo.rglob("*"), *key_dir.rglob("*")] if p.is_file()}
+    plan = rotation.Rotation(repo, key_dir, "lab").plan()
+    text = "\n".join(plan)
+    assert "3 encrypted file(s)" in text and keystore.public_key(key_dir / "lab.agekey") in text
+    assert all(f"{n}. " in text for n in range(1, 8))
+    assert {p: p.read_bytes() for p in [*repo.rglob("*"), *key_dir.rglob("*")] if p.is_file()} == before
+    assert "AGE-SECRET-KEY" not in text
+
+
+def test_online_steps_are_reported_as_not_available_yet(repo: Path, key_dir: Path) -> None:
+    populate(repo, 1)
+    messages: list[str] = []
+    journal = rotation.Rotation(repo, key_dir, "lab", report=messages.append).run()
+    assert journal.state(3) == "skipped" and journal.state(6) == "skipped"
+    assert f"step 3: {rotation.PUSH_UNAVAILABLE}" in messages
+    assert f"step 6: {rotation.PUSH_UNAVAILABLE}" in messages
+
+
+def test_push_boundary_gets_key_files_not_keys(repo: Path, key_dir: Path) -> None:
+    populate(repo, 1)
+    pushed: list[list[Path]] = []
+
+    def push(cluster: str, key_files: list[Path]) -> str:
+        assert cluster == "lab"
+        assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in key_files)
+        pushed.append([p.name for p in key_files])
+        return "pushed"
+
+    rotation.Rotation(repo, key_dir, "lab", push=push, report=quiet).run()
+    assert pushed == [["lab.agekey", "lab.pending.agekey"], ["lab.pending.agekey"]]
+
+
+def test_resume_needs_a_journal_and_a_journal_needs_resume(repo: Path, key_dir: Path) -> None:
+    populate(repo, 1)
+    with pytest.raises(RotationError, match="no rotation of cluster lab to resume"):
+        rotation.Rotation(repo, key_dir, "lab", report=quiet).run(resume=True)
+    journal = rotation.Journal(
+        path=rotation.journal_path(key_dir, "lab"),
+        cluster="lab",
+        root=str(repo),
+        old_public=keystore.public_key(key_dir / "lab.agekey"),
+        rule_before=[],
+    )
+    journal.commit(1)
+    with pytest.raises(RotationError, match="already in progress") as err:
+        rotation.Rotation(repo, key_dir, "lab", report=quiet).run()
+    assert "--resume" in str(err.value) and str(journal.path) in str(err.value)
+
+
+def test_rotation_refuses_files_the_old_key_cannot_open(repo: Path, key_dir: Path, tmp_path: Path) -> None:
+    populate(repo, 1)
+    stranger = write_encrypted(
+        repo, "k8s/clusters/phx/infrastructure-config/x.sops.yaml", secret_yaml("x", a="b")
+    )
+    stranger.rename(repo / IC / "x.sops.yaml")
+    before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
+    with pytest.raises(RotationError, match=r"secrets\.scaffold") as err:
+        rotation.Rotation(repo, key_dir, "lab", report=quiet).run()
+    assert "x.sops.yaml" in str(err.value)
+    assert {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()} == before
+    assert not rotation.journal_path(key_dir, "lab").exists()
+
+
+def test_rotation_refuses_an_environment_key(
+    repo: Path, key_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOPS_AGE_KEY", Secret("x").reveal())
+    with pytest.raises(RotationError, match="SOPS_AGE_KEY"):
+        rotation.Rotation(repo, key_dir, "lab", report=quiet).run()
+
+
+def test_rotation_without_a_key_names_the_file_and_the_fix(repo: Path, tmp_path: Path) -> None:
+    with pytest.raises(FluxopsError) as err:
+        rotation.Rotation(repo, tmp_path / "empty", "lab", report=quiet).run()
+    assert str(tmp_path / "empty" / "lab.agekey") in str(err.value)
+    assert "invoke keys.generate --cluster lab" in str(err.value)
