@@ -165,9 +165,12 @@ class Builder:
 
     def key(self, folder: Path) -> str:
         """The cache key of a build of ``folder``."""
+        # Paths relative to the built folder: an identical tree elsewhere (a copy) hits the same entries.
         digest = hashlib.sha256(CACHE_FORMAT.encode())
-        digest.update(str(folder.resolve()).encode())
+        start = folder.resolve()
         for name, value in sorted(self.inputs(folder).items()):
+            if not name.startswith("remote:"):
+                name = os.path.relpath(name, start)
             digest.update(f"{name}\0{value}\n".encode())
         return digest.hexdigest()
 
@@ -183,7 +186,8 @@ class Builder:
             except (OSError, ValueError, KeyError):
                 pass
         result = self._run(folder)
-        if cache_file is not None:
+        # Failures are not cached: kustomize's message names absolute paths of this checkout.
+        if cache_file is not None and result.ok:
             self._store(cache_file, result)
         return result
 

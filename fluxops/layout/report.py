@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from fluxops.layout.dot import ordered
 from fluxops.layout.findings import Finding, Findings, Severity
 from fluxops.layout.tree import Tree
 
@@ -75,7 +76,7 @@ def as_json(tree: Tree, findings: Findings) -> str:
                         "wait": p.wait,
                         "file": p.file,
                     }
-                    for p in c.phases
+                    for p in ordered(c)
                 ]
             }
             for name, c in tree.clusters.items()

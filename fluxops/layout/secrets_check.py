@@ -17,7 +17,8 @@ SECRET_KEYS = ("data", "stringData")
 
 def is_sops_file(name: str) -> bool:
     """True for a file the tree's convention says must be SOPS-encrypted."""
-    return name.endswith(SOPS_SUFFIXES)
+    base = name.rsplit("/", 1)[-1]
+    return base.endswith(SOPS_SUFFIXES) and base not in SOPS_SUFFIXES
 
 
 def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
