@@ -176,6 +176,19 @@ def encrypt(root: Path, cluster: str | None = None) -> list[Path]:
     return [path for path, did in zip(files, changed, strict=True) if did]
 
 
+def rekey(root: Path, key_dir: Path, cluster: str | None = None) -> list[Path]:
+    """``sops updatekeys`` every encrypted file of one cluster or all, for the recipients .sops.yaml names."""
+    root = Path(root).absolute()
+    sops = Sops(root)
+    done: list[Path] = []
+    for name in [cluster] if cluster else keys.clusters(root):
+        files = encrypted_files(root, name)
+        if files:
+            sops.updatekeys_all(files, keys.decryption_key(key_dir, name))
+        done.extend(files)
+    return done
+
+
 def _cluster_for_file(root: Path, path: Path) -> tuple[Path, str]:
     path = Path(path)
     if not path.is_absolute():

@@ -31,6 +31,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 TIMEOUT = 120.0
+BATCH = 25  # files per sops process for updatekeys: amortises its start-up, keeps cores busy
 _ENV_KEYS = ("SOPS_AGE_KEY_FILE", "SOPS_AGE_KEY", "SOPS_AGE_KEY_CMD")
 _NO_KEY_MARKERS = ("Failed to get the data key", "no identity matched", "failed to load age identities")
 
@@ -264,6 +265,24 @@ class Sops:
     def updatekeys(self, path: Path, key: KeySource) -> None:
         """Re-wrap the file's data key for the recipients its creation rule names now."""
         self._run(["updatekeys", "-y", str(path)], key=key, path=path)
+
+    def updatekeys_batch(self, paths: Sequence[Path], key: KeySource) -> None:
+        """``updatekeys`` for several files in one sops process; on failure, file by file to name it."""
+        if len(paths) == 1:
+            self.updatekeys(paths[0], key)
+            return
+        try:
+            self._run(["updatekeys", "-y", *map(str, paths)], key=key)
+        except SopsError:
+            for path in paths:  # idempotent: files already done are "up to date"
+                self.updatekeys(path, key)
+
+    def updatekeys_all(self, paths: Sequence[Path], key: KeySource, *, batch: int = BATCH) -> None:
+        """``updatekeys`` for many files: batches of at most ``batch`` files, in parallel over the cores."""
+        workers = os.cpu_count() or 1
+        size = max(1, min(batch, -(-len(paths) // workers)))
+        chunks = [list(paths[i : i + size]) for i in range(0, len(paths), size)]
+        parallel(lambda chunk: self.updatekeys_batch(chunk, key), chunks)
 
     def rotate(
         self, path: Path, key: KeySource, *, add: Iterable[str] = (), remove: Iterable[str] = ()

@@ -80,6 +80,15 @@ def encrypt(c: Context, cluster: str | None = None) -> None:
     print(f"{len(changed)} file(s) encrypted")
 
 
+@task(help={"cluster": "only this cluster (default: every cluster)"})
+@user_errors
+def rekey(c: Context, cluster: str | None = None) -> None:
+    """Re-wrap every encrypted file for the recipients its .sops.yaml rule names now (updatekeys)."""
+    settings = config(c)
+    files = secret_files.rekey(settings.root, settings.key_dir, cluster)
+    print(f"{len(files)} file(s) re-keyed for the recipients in .sops.yaml")
+
+
 @task(help={"file": "encrypted file to print decrypted"})
 @user_errors
 def view(c: Context, file: str) -> None:

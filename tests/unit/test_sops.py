@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from fluxops import keys, keystore, rotation, secret_files, sops
+from fluxops import keys, keystore, rotation, secret_files, sops, sops_config
 from fluxops.errors import FluxopsError, KeyStoreError, SopsError
 from fluxops.secret import reveal
 from fluxops.shell import LocalShell
-from fluxops.sops import KeySource, Sops, file_recipients, parallel
+from fluxops.sops import Sops, file_recipients, parallel
 from tests.unit.sops_testing import (
     decrypts_with,
     key_secret,
@@ -78,7 +78,7 @@ def test_encrypt_is_idempotent(repo: Path, key_dir: Path) -> None:
     assert secret_files.encrypt(repo, "lab") == []
     assert {p: p.read_bytes() for p in (lab, phx)} == first
     assert Sops(repo).filestatus(lab) is True
-    assert file_recipients(lab) == [keys.decryption_key(key_dir, "lab").env and file_recipients(lab)[0]]
+    assert file_recipients(lab) == [keystore.public_key(key_dir / "lab.agekey")]
 
 
 def test_filestatus_says_plaintext(repo: Path, key_dir: Path) -> None:
@@ -90,7 +90,9 @@ def test_filestatus_says_plaintext(repo: Path, key_dir: Path) -> None:
 
 def test_wrong_key_error_names_cluster_and_key_file(repo: Path, key_dir: Path, tmp_path: Path) -> None:
     setup_cluster_keys(repo, key_dir)
-    path = write_encrypted(repo, "k8s/clusters/lab/infrastructure-config/s.sops.yaml", secret_yaml("s", k="v"))
+    path = write_encrypted(
+        repo, "k8s/clusters/lab/infrastructure-config/s.sops.yaml", secret_yaml("s", k="v")
+    )
     wrong = keystore.create(tmp_path / "other" / "lab.agekey").path  # a key that is no recipient
     with pytest.raises(SopsError) as err:
         secret_files.view(repo, tmp_path / "other", path)
@@ -102,7 +104,9 @@ def test_wrong_key_error_names_cluster_and_key_file(repo: Path, key_dir: Path, t
 
 def test_missing_key_error_names_cluster_key_file_and_fix(repo: Path, key_dir: Path, tmp_path: Path) -> None:
     setup_cluster_keys(repo, key_dir)
-    path = write_encrypted(repo, "k8s/clusters/lab/infrastructure-config/s.sops.yaml", secret_yaml("s", k="v"))
+    path = write_encrypted(
+        repo, "k8s/clusters/lab/infrastructure-config/s.sops.yaml", secret_yaml("s", k="v")
+    )
     empty = tmp_path / "nokeys"
     with pytest.raises(KeyStoreError) as err:
         secret_files.view(repo, empty, path)
@@ -115,7 +119,9 @@ def test_environment_key_file_comes_first(
     repo: Path, key_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     files = setup_cluster_keys(repo, key_dir)
-    path = write_encrypted(repo, "k8s/clusters/lab/infrastructure-config/s.sops.yaml", secret_yaml("s", k="v"))
+    path = write_encrypted(
+        repo, "k8s/clusters/lab/infrastructure-config/s.sops.yaml", secret_yaml("s", k="v")
+    )
     moved = tmp_path / "elsewhere.agekey"
     files["lab"].rename(moved)
     with pytest.raises(KeyStoreError):
@@ -152,11 +158,17 @@ def test_parallel_reports_every_failing_file() -> None:
 
     with pytest.raises(SopsError) as err:
         parallel(work, [1, 2, 3])
-    assert "2 of 3 files failed" in str(err.value) and "file-1" in str(err.value) and "file-3" in str(err.value)
+    assert (
+        "2 of 3 files failed" in str(err.value) and "file-1" in str(err.value) and "file-3" in str(err.value)
+    )
 
 
 def test_private_keys_never_reach_argv_logs_or_errors(
-    repo: Path, key_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    repo: Path,
+    key_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     calls: list[dict[str, Any]] = []
     real_run = LocalShell.run
@@ -183,7 +195,9 @@ def test_private_keys_never_reach_argv_logs_or_errors(
             secret_files.view(repo, bad_dir, cf)
         except FluxopsError as exc:
             errors.append(str(exc))
-    rotation.Rotation(repo, key_dir, "lab", offline=True, report=lambda m: logging.getLogger("t").info(m)).run()
+    rotation.Rotation(
+        repo, key_dir, "lab", offline=True, report=lambda m: logging.getLogger("t").info(m)
+    ).run()
 
     sops_calls = [c for c in calls if c["argv"][0] == sops.binary()]
     assert len(sops_calls) >= 10
@@ -206,3 +220,25 @@ def test_private_keys_never_reach_argv_logs_or_errors(
     assert decrypts_with(repo, cf, key_dir / "lab.agekey")
     assert not list(repo.rglob("*.tmp"))
     assert "s3cr3t-value" not in "".join(p.read_text() for p in repo.rglob("*.yaml"))
+
+
+def test_rekey_adds_a_recipient_to_every_file_in_batches(repo: Path, key_dir: Path, tmp_path: Path) -> None:
+    setup_cluster_keys(repo, key_dir)
+    files = [
+        write_encrypted(
+            repo, f"k8s/clusters/lab/infrastructure-config/s{i}.sops.yaml", secret_yaml(f"s{i}", k="v")
+        )
+        for i in range(7)
+    ]
+    extra = keystore.create(tmp_path / "extra.agekey")
+    lab = keystore.public_key(key_dir / "lab.agekey")
+    sops_config.set_cluster_recipients(repo, "lab", [lab, extra.public])
+    (repo / "k8s/clusters/lab/infrastructure-config/s3.sops.yaml").write_text("broken: [\n")
+    with pytest.raises(SopsError) as err:
+        Sops(repo).updatekeys_all(files, keys.decryption_key(key_dir, "lab"), batch=3)
+    assert "s3.sops.yaml" in str(err.value)
+    files[3].write_text(Sops(repo).encrypt_text(secret_yaml("s3", k="v"), files[3]))
+    assert secret_files.rekey(repo, key_dir, "lab") == files
+    for path in files:
+        assert set(file_recipients(path)) == {lab, extra.public}
+        assert decrypts_with(repo, path, extra.path)
