@@ -34,3 +34,24 @@ def write_docs(path: Path, docs: list[Any]) -> None:
     """Write round-trip documents to ``path`` (creating its folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dump_docs(docs), encoding="utf-8")
+
+
+def leading_comments(text: str) -> str:
+    """The comment block before an explicit first ``---`` (ruamel drops it), with the marker."""
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("---"):
+            return "".join(lines[: i + 1]) if i else ""
+        if stripped and not stripped.startswith("#"):
+            return ""
+    return ""
+
+
+def dump_like(original: str, docs: list[Any]) -> str:
+    """YAML text of edited documents, keeping the original's comment header before ``---``."""
+    text = dump_docs(docs)
+    head = leading_comments(original)
+    if head and not text.startswith(head):
+        text = head + text.removeprefix("---\n")
+    return text

@@ -11,7 +11,7 @@ from typing import Any
 from fluxops.errors import LayoutError
 from fluxops.layout.kustomize import KUSTOMIZATION_FILES
 from fluxops.layout.model import DNS_LABEL, Repo
-from fluxops.layout.roundtrip import load_docs, write_docs
+from fluxops.layout.roundtrip import dump_like, load_docs
 from fluxops.layout.secrets_check import is_sops_file
 from fluxops.layout.sources import YAML_SUFFIXES
 
@@ -165,7 +165,8 @@ def new_cluster(root: Path, name: str, *, like: str = "lab", address: str | None
                     doc["spec"]["addresses"] = pool
                     changed = pool_set = True
             if changed:
-                write_docs(target, docs)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(dump_like(text, docs), encoding="utf-8")
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target)

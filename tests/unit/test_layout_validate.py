@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,26 +11,19 @@ from fluxops.errors import LayoutError
 from fluxops.layout import report
 from fluxops.layout.findings import Finding
 from fluxops.layout.validate import validate
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the shipped k8s/ tree and .sops.yaml, validated once so its build cache is warm."""
-    root = tmp_path_factory.mktemp("pristine")
-    shutil.copytree(REPO / "k8s", root / "k8s")
-    shutil.copy2(REPO / ".sops.yaml", root / ".sops.yaml")
-    validate(root)
-    return root
+from tests.layout_fixtures import REPO, copy_tree, pristine_root
 
 
 @pytest.fixture
-def tree_copy(pristine: Path, tmp_path: Path) -> Path:
+def pristine() -> Path:
+    """The shared, validated copy of the shipped tree (do not change it)."""
+    return pristine_root()
+
+
+@pytest.fixture
+def tree_copy(tmp_path: Path) -> Path:
     """A fresh copy of the pristine tree (with its cache) to break."""
-    root = tmp_path / "repo"
-    shutil.copytree(pristine, root)
-    return root
+    return copy_tree(tmp_path / "repo")
 
 
 def edit(root: Path, rel: str, old: str, new: str) -> None:
