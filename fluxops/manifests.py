@@ -62,6 +62,7 @@ class SecretSpec:
     type: str | None = None
     labels: Mapping[str, Any] | None = None
     annotations: Mapping[str, Any] | None = None
+    header: str = ""
 
     def render(self) -> Secret:
         """The plaintext manifest, as a Secret (it carries the values)."""
@@ -80,7 +81,7 @@ class SecretSpec:
             doc["data"] = CommentedMap((k, reveal(v)) for k, v in self.data.items())
         if self.string_data or not self.data:
             doc["stringData"] = CommentedMap((k, reveal(v)) for k, v in self.string_data.items())
-        return Secret(dump(doc))
+        return Secret(self.header + dump(doc))
 
 
 def parse_values(
@@ -119,7 +120,19 @@ def _check_key(key: str) -> str:
     return key
 
 
-def readable_spec(document: Any, *, fallback_name: str, fallback_namespace: str) -> SecretSpec:
+def leading_comments(text: str) -> str:
+    """The plaintext comment block at the top of a file (sops leaves it readable), ``#ENC[`` excluded."""
+    lines = []
+    for line in text.splitlines(keepends=True):
+        if not line.startswith("#") or line.startswith("#ENC["):
+            break
+        lines.append(line)
+    return "".join(lines)
+
+
+def readable_spec(
+    document: Any, *, fallback_name: str, fallback_namespace: str, header: str = ""
+) -> SecretSpec:
     """A placeholder spec with the readable parts of an encrypted (or missing) Secret document."""
     document = document if isinstance(document, dict) else {}
     meta = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
@@ -142,6 +155,7 @@ def readable_spec(document: Any, *, fallback_name: str, fallback_namespace: str)
         type=str(document["type"]) if document.get("type") else None,
         labels=meta.get("labels") if isinstance(meta.get("labels"), dict) else None,
         annotations=meta.get("annotations") if isinstance(meta.get("annotations"), dict) else None,
+        header=header,
     )
 
 

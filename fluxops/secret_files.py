@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fluxops import keys, keystore, manifests, sops_config
-from fluxops.errors import KeyStoreError, SecretsError, SopsError
+from fluxops.errors import SecretsError, SopsError
 from fluxops.manifests import SOPS_SUFFIX, SecretSpec
 from fluxops.secret import Secret
 from fluxops.sops import Sops, metadata, parallel, read_document
@@ -150,8 +150,10 @@ def scaffold(root: Path, key_dir: Path, cluster: str) -> list[Scaffolded]:
         path, kustomization = item
         namespace = manifests.kustomization_namespace(kustomization) or "default"
         fallback = path.name[: -len(SOPS_SUFFIX)] or "secret"
+        header = ""
         if path.exists():
             document = read_document(path)
+            header = manifests.leading_comments(path.read_text())
             if metadata(document) is None:
                 return Scaffolded(path, "plaintext", "not encrypted: run `invoke secrets.encrypt`")
             if sops.can_decrypt(path, key):
@@ -159,7 +161,9 @@ def scaffold(root: Path, key_dir: Path, cluster: str) -> list[Scaffolded]:
             reason = "encrypted to a key you do not hold"
         else:
             document, reason = None, "missing"
-        spec = manifests.readable_spec(document, fallback_name=fallback, fallback_namespace=namespace)
+        spec = manifests.readable_spec(
+            document, fallback_name=fallback, fallback_namespace=namespace, header=header
+        )
         _write_encrypted(sops, spec.render(), path)
         return Scaffolded(path, "written", reason)
 
@@ -217,8 +221,4 @@ def edit(root: Path, key_dir: Path, path: Path) -> int:
     """Edit an encrypted file in $EDITOR through sops; returns sops' exit code."""
     root = Path(root).absolute()
     path, cluster = _cluster_for_file(root, path)
-    try:
-        key = keys.decryption_key(key_dir, cluster)
-    except KeyStoreError:
-        raise
-    return Sops(root).edit(path, key)
+    return Sops(root).edit(path, keys.decryption_key(key_dir, cluster))

@@ -13,7 +13,7 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,14 +53,34 @@ def _documents(text: str) -> list[Any]:
     return [doc for doc in YAML(typ="safe", pure=False).load_all(text)]
 
 
-def _plain_values(node: Any, pattern: re.Pattern[str], inside: bool, trail: str) -> Iterator[str]:
+def _picker(meta: dict[str, Any]) -> Callable[[str], bool | None]:
+    """How sops picked encrypted keys: True = encrypt the subtree, False = leave it, None = inherit."""
+    if meta.get("encrypted_regex"):
+        pattern = re.compile(str(meta["encrypted_regex"]))
+        return lambda key: True if pattern.search(key) else None
+    if meta.get("unencrypted_regex"):
+        pattern = re.compile(str(meta["unencrypted_regex"]))
+        return lambda key: False if pattern.search(key) else None
+    if meta.get("encrypted_suffix"):
+        suffix = str(meta["encrypted_suffix"])
+        return lambda key: True if key.endswith(suffix) else None
+    suffix = str(meta.get("unencrypted_suffix") or "_unencrypted")
+    return lambda key: False if key.endswith(suffix) else None
+
+
+def _default_encrypted(meta: dict[str, Any]) -> bool:
+    return not (meta.get("encrypted_regex") or meta.get("encrypted_suffix"))
+
+
+def _plain_values(node: Any, picks: Callable[[str], bool | None], inside: bool, trail: str) -> Iterator[str]:
     if isinstance(node, dict):
         for key, value in node.items():
-            here = inside or bool(pattern.search(str(key)))
-            yield from _plain_values(value, pattern, here, f"{trail}.{key}" if trail else str(key))
+            decided = picks(str(key))
+            here = inside if decided is None else decided
+            yield from _plain_values(value, picks, here, f"{trail}.{key}" if trail else str(key))
     elif isinstance(node, list):
         for index, value in enumerate(node):
-            yield from _plain_values(value, pattern, inside, f"{trail}[{index}]")
+            yield from _plain_values(value, picks, inside, f"{trail}[{index}]")
     elif inside and node is not None and not (isinstance(node, str) and node.startswith("ENC[")):
         yield trail
 
@@ -84,13 +104,12 @@ def check_file(root: Path, path: Path) -> list[Finding]:
     if meta is None:
         return [Finding(rel, "not encrypted by sops (no sops metadata); run `invoke secrets.encrypt`")]
     body = {k: v for k, v in documents[0].items() if k != "sops"}
-    regex = str(meta.get("encrypted_regex") or "")
-    if regex:
-        pattern = re.compile(regex)
-        for trail in _plain_values(body, pattern, False, ""):
-            findings.append(
-                Finding(rel, f"plaintext value at {trail} (added after encryption); re-encrypt it")
-            )
+    try:
+        picks = _picker(meta)
+    except re.error:
+        return [Finding(rel, "invalid encrypted/unencrypted regex in its sops metadata")]
+    for trail in _plain_values(body, picks, _default_encrypted(meta), ""):
+        findings.append(Finding(rel, f"plaintext value at {trail} (added after encryption); re-encrypt it"))
     have = sorted(str(i.get("recipient")) for i in meta.get("age") or [] if isinstance(i, dict))
     rule = sops_config.rule_for(root, rel)
     if rule is None:

@@ -302,6 +302,7 @@ class Sops:
         from plumbum import local as plumbum_local
 
         env = {"SOPS_DISABLE_VERSION_CHECK": "1", **{k: reveal(v) for k, v in key.env.items()}}
+        env.update({k: os.environ[k] for k in ("SOPS_EDITOR", "EDITOR", "VISUAL") if os.environ.get(k)})
         cmd = plumbum_local[binary()]["--config", str(self.config), "edit", str(path)]
         proc = cmd.with_env(**env).with_cwd(str(self.root)).popen(stdin=None, stdout=None, stderr=None)
         try:

@@ -139,6 +139,7 @@ def test_scaffold_rewrites_missing_and_foreign_secrets_with_placeholders(
     ic = repo / IC.format("lab")
     mine = write_encrypted(repo, f"{IC.format('lab')}/mine.sops.yaml", secret_yaml("mine", "apps", k="real"))
     foreign_text = (
+        "# Cloudflare API token for traefik's DNS challenge\n"
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: cloudflare-api\n  namespace: traefik\n"
         "type: Opaque\nstringData:\n  api-token: secret\n  email: a@b.c\ndata:\n  cert: Zm9v\n"
     )
@@ -164,6 +165,7 @@ def test_scaffold_rewrites_missing_and_foreign_secrets_with_placeholders(
     twingate = ic / "twingate" / "secret.sops.yaml"
     assert results[twingate].state == "written" and results[twingate].reason == "missing"
 
+    assert foreign.read_text().startswith("# Cloudflare API token for traefik's DNS challenge\n")
     plain = YAML(typ="safe").load(secret_files.view(repo, key_dir, foreign).reveal())
     assert plain["metadata"] == {"name": "cloudflare-api", "namespace": "traefik"}
     assert plain["type"] == "Opaque"
@@ -282,3 +284,41 @@ def test_keys_are_per_cluster(repo: Path, key_dir: Path) -> None:
     lab = write_encrypted(repo, f"{IC.format('lab')}/x.sops.yaml", secret_yaml("x", k="v"))
     assert decrypts_with(repo, lab, key_dir / "lab.agekey")
     assert not decrypts_with(repo, lab, key_dir / "phx.agekey")
+
+
+def test_edit_runs_the_editor_through_sops(
+    repo: Path, key_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_encrypted(repo, f"{IC.format('lab')}/e.sops.yaml", secret_yaml("e", token="REPLACE_ME"))
+    editor = tmp_path / "editor.sh"
+    editor.write_text("#!/bin/sh\nsed -i 's/REPLACE_ME/real-value/' \"$1\"\n")
+    editor.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(editor))
+    assert secret_files.edit(repo, key_dir, path) == 0
+    assert "real-value" not in path.read_text()
+    assert "token: real-value" in secret_files.view(repo, key_dir, path).reveal()
+
+
+@pytest.mark.parametrize(
+    ("meta", "plain_at"),
+    [
+        ({}, ["apiVersion", "metadata.name", "stringData.added"]),  # default: all but *_unencrypted
+        ({"unencrypted_regex": "^(apiVersion|metadata)$"}, ["stringData.ok_unencrypted", "stringData.added"]),
+        ({"encrypted_suffix": "_secret"}, ["stringData.token_secret"]),
+    ],
+)
+def test_check_follows_the_files_own_encryption_rule(repo: Path, meta: dict, plain_at: list[str]) -> None:
+    sops_meta = {"mac": "ENC[AES256_GCM,data:x,type:str]", "age": [], **meta}
+    document = {
+        "apiVersion": "v1",
+        "metadata": {"name": "x"},
+        "stringData": {"token_secret": "plain", "ok_unencrypted": "fine", "enc": "ENC[AES256_GCM,data:y]"},
+        "sops": sops_meta,
+    }
+    if not meta or "unencrypted_regex" in meta:
+        document["stringData"]["added"] = "leak"
+        document["stringData"]["token_secret"] = "ENC[AES256_GCM,data:z]"
+    path = repo / IC.format("lab") / "odd.sops.yaml"
+    YAML().dump(document, path)
+    reasons = [f.reason for f in secrets_check.check_file(repo, path) if "plaintext value" in f.reason]
+    assert reasons == [f"plaintext value at {p} (added after encryption); re-encrypt it" for p in plain_at]
