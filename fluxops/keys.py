@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fluxops import keystore, sops_config
 from fluxops.errors import FluxopsError, KeyStoreError
-from fluxops.sops import KeySource, environment_key
+from fluxops.sops import KeySource, environment_key, file_recipients, metadata, read_document
 
 CLUSTERS_DIR = Path("k8s") / "clusters"
 
@@ -35,20 +35,26 @@ def cluster_dir(root: Path, cluster: str) -> Path:
 
 @dataclass(frozen=True)
 class Generated:
-    """What ``keys.generate`` did."""
+    """What ``keys.generate`` did, and the files still encrypted only to other keys."""
 
     cluster: str
     key: keystore.AgeKey
     archived: Path | None
     config_changed: bool
+    stale: list[Path]
 
 
 def generate(root: Path, key_dir: Path, cluster: str, *, force: bool = False) -> Generated:
     """A new key for the cluster in the store, and its creation rule in ``.sops.yaml`` set to it."""
-    cluster_dir(root, cluster)
+    tree = cluster_dir(root, cluster)
     key, archived = keystore.generate(key_dir, cluster, force=force)
     changed = sops_config.set_cluster_recipients(root, cluster, [key.public])
-    return Generated(cluster=cluster, key=key, archived=archived, config_changed=changed)
+    stale = []
+    for path in sorted(tree.rglob("*.sops.yaml")):
+        meta = metadata(read_document(path))
+        if meta is not None and key.public not in file_recipients(path):
+            stale.append(path)
+    return Generated(cluster=cluster, key=key, archived=archived, config_changed=changed, stale=stale)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class KeyInfo:
     public: str | None
     rule_recipients: list[str]
     problem: str | None
+    override: str | None = None
 
 
 def show(root: Path, key_dir: Path, cluster: str | None = None) -> list[KeyInfo]:
@@ -78,7 +85,9 @@ def show(root: Path, key_dir: Path, cluster: str | None = None) -> list[KeyInfo]
         rule = sops_config.cluster_recipients(root, name)
         if public and rule and public not in rule:
             problem = f"the key in {path} is not a recipient of the cluster's .sops.yaml rule"
-        infos.append(KeyInfo(name, path, public, rule, problem))
+        from_env = environment_key(name)
+        override = f"{from_env.key_file} decrypts first (environment)" if from_env else None
+        infos.append(KeyInfo(name, path, public, rule, problem, override))
     return infos
 
 

@@ -25,6 +25,15 @@ def generate(c: Context, cluster: str, force: bool = False) -> None:
     print(f"cluster {cluster}: public key {done.key.public}")
     print(f"private key: {done.key.path} (0600; back it up, never commit it)")
     print(".sops.yaml rule " + ("updated" if done.config_changed else "already up to date"))
+    if done.stale:
+        print(f"{len(done.stale)} file(s) are not encrypted to this key yet, e.g. {done.stale[0]}")
+        if done.archived:
+            rekey = f"invoke secrets.rekey --cluster {cluster}"
+            print(f"re-key them with the old key: SOPS_AGE_KEY_FILE={done.archived} {rekey}")
+        else:
+            rekey = f"invoke secrets.rekey --cluster {cluster}"
+            print(f"if you hold their key: SOPS_AGE_KEY_FILE=<that key file> {rekey}")
+            print(f"otherwise write placeholders for them: invoke secrets.scaffold --cluster {cluster}")
 
 
 @task(help={"cluster": "only this cluster (default: every cluster under k8s/clusters/)"})
@@ -37,6 +46,8 @@ def show(c: Context, cluster: str | None = None) -> None:
         print(f"  public key:   {info.public or '-'}")
         print(f"  private key:  {info.key_file}{'' if info.public else ' (missing)'}")
         print(f"  .sops.yaml:   {', '.join(info.rule_recipients) or 'no rule'}")
+        if info.override:
+            print(f"  override:     {info.override}")
         if info.problem:
             print(f"  problem:      {info.problem}")
 

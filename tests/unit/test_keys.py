@@ -11,7 +11,8 @@ import pytest
 
 from fluxops import keys, keystore, sops_config
 from fluxops.errors import FluxopsError, KeyStoreError
-from tests.unit.sops_testing import key_secret, make_repo, run_invoke
+from fluxops.sops import file_recipients
+from tests.unit.sops_testing import key_secret, make_repo, run_invoke, secret_yaml, write_encrypted
 
 
 @pytest.fixture
@@ -127,3 +128,38 @@ def test_cli_generate_and_show_never_print_the_private_key(repo: Path, key_dir: 
     assert again.returncode == 1 and "--force" in again.stderr and "Traceback" not in again.stderr
     unknown = run_invoke(repo, "keys.show", "--cluster", "nope")
     assert unknown.returncode == 1 and "unknown cluster 'nope'" in unknown.stderr
+
+
+def test_force_then_rekey_with_the_archived_key_moves_files_to_the_new_key(repo: Path, key_dir: Path) -> None:
+    keys.generate(repo, key_dir, "lab")
+    path = write_encrypted(
+        repo, "k8s/clusters/lab/infrastructure-config/s.sops.yaml", secret_yaml("s", k="v")
+    )
+    done = run_invoke(repo, "keys.generate", "--cluster", "lab", "--force")
+    assert done.returncode == 0, done.stderr
+    archived = keystore.archived_keys(key_dir, "lab")[0]
+    assert f"SOPS_AGE_KEY_FILE={archived} invoke secrets.rekey --cluster lab" in done.stdout
+    rekeyed = run_invoke(repo, "secrets.rekey", "--cluster", "lab", env={"SOPS_AGE_KEY_FILE": str(archived)})
+    assert rekeyed.returncode == 0, rekeyed.stderr
+    assert file_recipients(path) == [keystore.public_key(key_dir / "lab.agekey")]
+    shown = run_invoke(repo, "keys.show", "--cluster", "lab", env={"SOPS_AGE_KEY_FILE": str(archived)})
+    assert f"{archived} (from $SOPS_AGE_KEY_FILE) decrypts first" in shown.stdout
+
+
+def test_generate_updates_an_anchored_rule_in_place(repo: Path, key_dir: Path) -> None:
+    (repo / ".sops.yaml").write_text(
+        "stores:\n  yaml:\n    indent: 2\ncreation_rules:\n"
+        "  - path_regex: ^k8s/clusters/lab/.*\\.sops\\.yaml$\n"
+        "    encrypted_regex: ^(data|stringData)$\n"
+        "    age: age1yqjw8fjyjnnpta0v6kjrfuvmuapa3nr9smv2gleu7kkhdxdf5cws6pxuhe\n"
+    )
+    key = keys.generate(repo, key_dir, "lab").key
+    rules = sops_config.rules(repo)
+    assert len(rules) == 1 and rules[0]["age"] == key.public
+    assert rules[0]["path_regex"] == "^k8s/clusters/lab/.*\\.sops\\.yaml$"
+    assert (repo / ".sops.yaml").read_text().startswith("stores:\n  yaml:\n    indent: 2\n")
+    path = write_encrypted(
+        repo, "k8s/clusters/lab/infrastructure-config/s.sops.yaml", secret_yaml("s", k="v")
+    )
+    assert file_recipients(path) == [key.public]
+    assert "\n  name: s\n" in path.read_text()  # the stores setting (2-space indent) still applies
