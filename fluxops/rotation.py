@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import os
 import signal
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -178,6 +179,7 @@ class Rotation:
         self.journal_file = journal_path(self.key_dir, self.cluster)
         self.current_file = keystore.key_path(self.key_dir, self.cluster)
         self.pending_file = keystore.pending_path(self.key_dir, self.cluster)
+        self._empty_home: Path | None = None
 
     # -- planning --------------------------------------------------------------------------
 
@@ -293,6 +295,11 @@ class Rotation:
         self._refuse_env_keys()
         journal = self._start(resume)
         self._clean_temp_files()
+        with tempfile.TemporaryDirectory(prefix="fluxops-rotation-") as empty:
+            self._empty_home = Path(empty)
+            return self._run_steps(journal)
+
+    def _run_steps(self, journal: Journal) -> Journal:
         steps = {
             1: self._generate,
             2: self._add_recipient,
@@ -332,8 +339,8 @@ class Rotation:
                 journal=str(self.journal_file),
             )
         return (
-            KeySource.store_file(self.cluster, old_file),
-            KeySource.store_file(self.cluster, self.pending_file),
+            KeySource.store_file(self.cluster, old_file, empty_home=self._empty_home),
+            KeySource.store_file(self.cluster, self.pending_file, empty_home=self._empty_home),
         )
 
     def _counted(self, step: int, func: Callable[[Path], bool]) -> Callable[[Path], bool]:

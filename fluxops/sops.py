@@ -65,9 +65,16 @@ class KeySource:
     env: dict[str, str | Secret] = field(default_factory=dict)
 
     @classmethod
-    def store_file(cls, cluster: str, path: Path) -> KeySource:
-        """Exactly the key in ``path`` (SOPS_AGE_KEY_FILE overridden)."""
-        return cls(cluster=cluster, key_file=str(path), env={"SOPS_AGE_KEY_FILE": str(path)})
+    def store_file(cls, cluster: str, path: Path, *, empty_home: Path | None = None) -> KeySource:
+        """The key in ``path`` (SOPS_AGE_KEY_FILE overridden).
+
+        With ``empty_home``, HOME and XDG_CONFIG_HOME point at an empty folder so sops cannot also
+        pick up ``~/.config/sops/age/keys.txt`` or ``~/.ssh`` keys: then this key is the only one.
+        """
+        env: dict[str, str | Secret] = {"SOPS_AGE_KEY_FILE": str(path)}
+        if empty_home is not None:
+            env.update(HOME=str(empty_home), XDG_CONFIG_HOME=str(empty_home / ".config"))
+        return cls(cluster=cluster, key_file=str(path), env=env)
 
 
 def environment_key(cluster: str) -> KeySource | None:

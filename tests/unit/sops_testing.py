@@ -48,7 +48,8 @@ def make_repo(root: Path, key_dir: Path, clusters: tuple[str, ...] = CLUSTERS) -
 def secret_yaml(name: str, namespace: str = "default", **values: str) -> str:
     """A plaintext Secret manifest with stringData ``values``."""
     body = "".join(f"  {k}: {v}\n" for k, v in values.items())
-    return f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {namespace}\nstringData:\n{body}"
+    head = f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {namespace}\n"
+    return f"{head}stringData:\n{body}"
 
 
 def write_encrypted(root: Path, rel: str, plaintext: str) -> Path:
@@ -85,4 +86,3 @@ def run_invoke(root: Path, *args: str, env: dict[str, str] | None = None) -> sub
         text=True,
         timeout=300,
     )
-

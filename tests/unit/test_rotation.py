@@ -12,7 +12,14 @@ from fluxops import keystore, rotation, secrets_check, sops_config
 from fluxops.errors import FluxopsError, RotationError
 from fluxops.secret import Secret
 from fluxops.sops import KeySource, Sops, file_recipients
-from tests.unit.sops_testing import decrypts_with, make_repo, secret_yaml, setup_cluster_keys, write_encrypted
+from tests.unit.sops_testing import (
+    decrypts_with,
+    make_repo,
+    run_invoke,
+    secret_yaml,
+    setup_cluster_keys,
+    write_encrypted,
+)
 
 IC = "k8s/clusters/lab/infrastructure-config"
 
@@ -156,3 +163,25 @@ def test_rotation_without_a_key_names_the_file_and_the_fix(repo: Path, tmp_path:
         rotation.Rotation(repo, tmp_path / "empty", "lab", report=quiet).run()
     assert str(tmp_path / "empty" / "lab.agekey") in str(err.value)
     assert "invoke keys.generate --cluster lab" in str(err.value)
+
+
+def test_keys_in_the_default_sops_key_file_do_not_fool_the_verification(
+    repo: Path, key_dir: Path, tmp_path: Path
+) -> None:
+    files = populate(repo, 2)
+    home = tmp_path / "operator-home"
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    crashed = run_invoke(
+        repo, "keys.rotate", "--cluster", "lab", "--offline", env={**env, rotation.FAULT_AFTER_STEP: "1"}
+    )
+    assert crashed.returncode == -9, crashed.stderr
+    default_keys = home / ".config" / "sops" / "age" / "keys.txt"
+    default_keys.parent.mkdir(parents=True)
+    # operators often collect every key there: sops would add it to any SOPS_AGE_KEY_FILE
+    default_keys.write_text((key_dir / "lab.pending.agekey").read_text())
+    default_keys.chmod(0o600)
+    done = run_invoke(repo, "keys.rotate", "--cluster", "lab", "--resume", env=env)
+    assert done.returncode == 0, done.stderr
+    archived = keystore.archived_keys(key_dir, "lab")[0]
+    for path in files:
+        assert not decrypts_with(repo, path, archived)
