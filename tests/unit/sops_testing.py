@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from fluxops import keys
@@ -61,8 +62,10 @@ def write_encrypted(root: Path, rel: str, plaintext: str) -> Path:
 
 
 def decrypts_with(root: Path, path: Path, key_file: Path, cluster: str = "lab") -> bool:
-    """True if the key in ``key_file`` alone decrypts ``path``."""
-    return Sops(root).can_decrypt(path, KeySource.store_file(cluster, key_file))
+    """True if the key in ``key_file`` alone decrypts ``path`` (no ~/.config/sops/age/keys.txt)."""
+    with tempfile.TemporaryDirectory() as empty:
+        key = KeySource.store_file(cluster, key_file, empty_home=Path(empty))
+        return Sops(root).can_decrypt(path, key)
 
 
 def key_secret(path: Path) -> str:
