@@ -323,6 +323,7 @@ class Rotation:
         journal.finished = _now()
         journal.save()
         self.report(f"rotation of cluster {self.cluster} finished; new key {journal.new_public}")
+        self.report(f"commit the result: git add .sops.yaml k8s/clusters/{self.cluster} && git commit")
         return journal
 
     def _clean_temp_files(self) -> None:
