@@ -82,7 +82,7 @@ def check_sources(sources: Sources, findings: Findings, only: tuple[str, ...] = 
                     message, path = problem
                     findings.error(
                         "sops-unencrypted",
-                        f"{file} is named *.sops.yaml but is not SOPS-encrypted: {message}",
+                        f"named *.sops.yaml but not SOPS-encrypted: {message}",
                         file=file,
                         line=line_of(doc.data, *path) or doc.line,
                     )

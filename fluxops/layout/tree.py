@@ -38,6 +38,11 @@ class Tree:
         """``path`` relative to the checkout."""
         return self.repo.rel(path)
 
+    def root_objects(self, cluster: str) -> list[dict[str, Any]]:
+        """What a cluster's root folder builds to (bootstrap's objects and the phase Kustomizations)."""
+        result = self.builds.get((self.repo.clusters_dir / cluster).resolve())
+        return result.objects if result is not None and result.ok else []
+
     def source_of(self, obj: dict[str, Any], cluster: str = "") -> Any:
         """The source document an object of a build came from (None if not found)."""
         name, namespace = meta(obj)
@@ -135,8 +140,11 @@ def _add_phase(tree: Tree, cluster: Cluster, obj: dict[str, Any]) -> None:
         phase.folder = None
 
 
-def _reachable(tree: Tree, start: Path, seen: dict[Path, str]) -> None:
-    """Every kustomization folder a build of ``start`` reads, with local reference problems recorded."""
+def _reachable(tree: Tree, start: Path, seen: dict[Path, str], context: dict[str, str] | None = None) -> None:
+    """Every kustomization folder a build of ``start`` reads, with local reference problems recorded.
+
+    ``context`` (cluster and phase) is attached to those findings.
+    """
     folder = start.resolve()
     if folder in seen:
         return
@@ -146,7 +154,7 @@ def _reachable(tree: Tree, start: Path, seen: dict[Path, str]) -> None:
     seen[folder] = tree.rel(kfile)
     data = read_kustomization(folder)
     for ref, keys in local_refs(data):
-        where = {"file": tree.rel(kfile), "line": line_of(data, *keys)}
+        where = {**(context or {}), "file": tree.rel(kfile), "line": line_of(data, *keys)}
         if is_remote(ref):
             tree.findings.error("remote", f"remote reference {ref!r}: builds must be offline", **where)
             continue
@@ -161,19 +169,22 @@ def _reachable(tree: Tree, start: Path, seen: dict[Path, str]) -> None:
                     "path-missing", f"{keys[0]} entry {ref!r} is a folder without kustomization.yaml", **where
                 )
             else:
-                _reachable(tree, target, seen)
+                _reachable(tree, target, seen, context)
 
 
 def _build_phases(tree: Tree, builder: Builder) -> None:
     folders: dict[Path, str] = {}
     for cluster in tree.clusters.values():
-        _reachable(tree, cluster.folder, folders)
+        _reachable(tree, cluster.folder, folders, {"cluster": cluster.name})
     for _ in range(MAX_NESTING):
         pending = [p for c in tree.clusters.values() for p in c.phases if p.folder and not p.built]
         if not pending:
             break
-        for phase in pending:
-            _reachable(tree, phase.folder, folders)  # type: ignore[arg-type]
+        for cluster in tree.clusters.values():
+            for phase in cluster.phases:
+                if phase in pending:
+                    context = {"cluster": cluster.name, "phase": phase.name}
+                    _reachable(tree, phase.folder, folders, context)  # type: ignore[arg-type]
         tree.builds.update(builder.build_all([f for f in folders if f not in tree.builds]))
         for cluster in tree.clusters.values():
             for phase in list(cluster.phases):

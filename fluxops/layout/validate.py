@@ -7,7 +7,7 @@ from typing import Any
 
 from fluxops.layout import graph, secrets_check
 from fluxops.layout.findings import Findings
-from fluxops.layout.model import Cluster, Phase, group_of, meta
+from fluxops.layout.model import BOOTSTRAP_NAME, Cluster, Phase, group_of, meta
 from fluxops.layout.schemas import SchemaChecker, is_builtin_group
 from fluxops.layout.sources import line_of
 from fluxops.layout.tree import Tree, load
@@ -29,6 +29,7 @@ def validate(
         graph.check_graph(c, findings)
         check_crd_order(tree, c, findings)
         check_chart_sources(tree, c, findings)
+        check_phase_sources(tree, c, findings)
         secrets_check.check_decryption(c, findings)
         check_built_secrets(tree, c, findings)
     checker.save()
@@ -115,6 +116,33 @@ def check_chart_sources(tree: Tree, cluster: Cluster, findings: Findings) -> Non
                     f"cluster {cluster.name}",
                     **_where(tree, cluster, phase, obj, *path),
                 )
+
+
+def check_phase_sources(tree: Tree, cluster: Cluster, findings: Findings) -> None:
+    """Each phase's sourceRef exists in the cluster (bootstrap's flux-system GitRepository always does)."""
+    known = {
+        (str(o.get("kind")), *meta(o))
+        for phase in cluster.phases
+        for o in [*phase.objects, *tree.root_objects(cluster.name)]
+        if str(o.get("apiVersion", "")).startswith("source.toolkit.fluxcd.io/")
+    }
+    for phase in cluster.phases:
+        ref = phase.spec.get("sourceRef")
+        if not isinstance(ref, dict) or ref.get("name") == BOOTSTRAP_NAME:
+            continue
+        key = (
+            str(ref.get("kind", "")),
+            str(ref.get("name", "")),
+            str(ref.get("namespace") or phase.namespace),
+        )
+        if key not in known:
+            findings.error(
+                "source-missing",
+                f"Kustomization {phase.name}: its source {key[0]} {key[2]}/{key[1]} is defined nowhere in "
+                f"cluster {cluster.name}",
+                cluster=cluster.name,
+                **{**phase.where, "line": line_of(phase.src, "spec", "sourceRef") or phase.line},
+            )
 
 
 def check_built_secrets(tree: Tree, cluster: Cluster, findings: Findings) -> None:

@@ -183,6 +183,10 @@ def _missing_phase_path(root: Path) -> None:
     edit(root, "k8s/clusters/phx/apps.yaml", "./k8s/clusters/phx/apps", "./k8s/clusters/phx/aps")
 
 
+def _missing_source(root: Path) -> None:
+    edit(root, "k8s/clusters/lab/apps.yaml", "name: flux-system\n  path", "name: elsewhere\n  path")
+
+
 BROKEN: list[tuple[str, Callable[[Path], None], str, str, str]] = [
     # (case, break the tree, finding code, file the finding names, words in the message)
     (
@@ -222,6 +226,13 @@ BROKEN: list[tuple[str, Callable[[Path], None], str, str, str]] = [
         "schema",
         "base/infrastructure/traefik/helmrelease.yaml",
         "intervall",
+    ),
+    (
+        "missing source",
+        _missing_source,
+        "source-missing",
+        "lab/apps.yaml",
+        "GitRepository flux-system/elsewhere",
     ),
     ("missing phase path", _missing_phase_path, "path-missing", "phx/apps.yaml", "phx/aps"),
 ]
