@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fluxops.shell import local  # noqa: E402
+
 CACHE = ROOT / ".fluxops" / "cache"
 COMMAND = [str(ROOT / ".venv" / "bin" / "invoke"), "layout.validate"]
 RUNS = 5

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import os
 import threading
 import types
 import typing
@@ -81,7 +82,7 @@ class SchemaChecker:
             return
         try:
             self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.cache_file.with_suffix(".tmp")
+            tmp = self.cache_file.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps(self._cache), encoding="utf-8")
             tmp.replace(self.cache_file)
         except OSError:
