@@ -322,3 +322,8 @@ def test_check_follows_the_files_own_encryption_rule(repo: Path, meta: dict, pla
     YAML().dump(document, path)
     reasons = [f.reason for f in secrets_check.check_file(repo, path) if "plaintext value" in f.reason]
     assert reasons == [f"plaintext value at {p} (added after encryption); re-encrypt it" for p in plain_at]
+
+
+def test_the_checkout_itself_passes_the_check() -> None:
+    """CI's plaintext guard: the repository under test (read only)."""
+    assert [str(f) for f in secrets_check.check(REPO)] == []
