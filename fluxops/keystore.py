@@ -1,6 +1,6 @@
 """The age key store: one ``<cluster>.agekey`` per cluster, mode 0600, outside the repository.
 
-Key files use the age-keygen format (``# created:``, ``# public key:``, ``AGE-SECRET-KEY-1...``) so
+Key files use the age-keygen format (``# created:``, ``# public key:``, ``AGE-SECRET-KEY-...``) so
 sops and age read them as they are. Private keys are only ever written to 0600 files, atomically;
 nothing here returns, logs or prints them.
 """
@@ -22,7 +22,8 @@ KEY_SUFFIX = ".agekey"
 PENDING_SUFFIX = ".pending.agekey"
 ARCHIVE_DIR = "archive"
 _PUBLIC_RE = re.compile(r"^#\s*public key:\s*(age1[0-9a-z]+)\s*$", re.MULTILINE)
-_SECRET_RE = re.compile(r"^(AGE-SECRET-KEY-1[0-9A-Z]+)\s*$", re.MULTILINE)
+SECRET_PREFIX = "AGE-SECRET-KEY-"  # the identity line of an age key file (bech32, HRP + "1" + data)
+_SECRET_RE = re.compile(rf"^({SECRET_PREFIX}[0-9A-Z]+)\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def public_key(path: Path, *, cluster: str | None = None) -> str:
     secret = _SECRET_RE.search(text)
     if secret is None:
         raise KeyStoreError(
-            f"{path} holds no AGE-SECRET-KEY-1 line; it is not an age key file",
+            f"{path} holds no {SECRET_PREFIX}... line; it is not an age key file",
             cluster=cluster,
             key_file=str(path),
         )

@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fluxops import keys
+from fluxops import keys, keystore
 from fluxops.sops import KeySource, Sops
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,7 +70,7 @@ def decrypts_with(root: Path, path: Path, key_file: Path, cluster: str = "lab") 
 
 def key_secret(path: Path) -> str:
     """The AGE-SECRET-KEY line of a key file (to prove it never shows up anywhere)."""
-    return next(line for line in path.read_text().splitlines() if line.startswith("AGE-SECRET-KEY-1"))
+    return next(line for line in path.read_text().splitlines() if line.startswith(keystore.SECRET_PREFIX))
 
 
 def setup_cluster_keys(root: Path, key_dir: Path, clusters: tuple[str, ...] = CLUSTERS) -> dict[str, Path]:

@@ -36,7 +36,7 @@ def test_generate_writes_an_age_keygen_file_0600(repo: Path, key_dir: Path) -> N
     lines = path.read_text().splitlines()
     assert lines[0].startswith("# created: ")
     assert lines[1] == f"# public key: {done.key.public}"
-    assert lines[2].startswith("AGE-SECRET-KEY-1")
+    assert lines[2].startswith(keystore.SECRET_PREFIX)
     assert str(pyrage.x25519.Identity.from_str(lines[2]).to_public()) == done.key.public
     assert mode(path) == 0o600
     assert mode(key_dir) == 0o700
