@@ -323,6 +323,11 @@ class Rotation:
         journal.finished = _now()
         journal.save()
         self.report(f"rotation of cluster {self.cluster} finished; new key {journal.new_public}")
+        if journal.state(6) == "skipped":
+            self.report(
+                f"the cluster's flux-system/sops-age secret was not updated: put {self.current_file} in it "
+                "(data key ending in .agekey) before Flux reconciles the re-encrypted files"
+            )
         self.report(f"commit the result: git add .sops.yaml k8s/clusters/{self.cluster} && git commit")
         return journal
 

@@ -103,6 +103,7 @@ def test_online_steps_are_reported_as_not_available_yet(repo: Path, key_dir: Pat
     assert journal.state(3) == "skipped" and journal.state(6) == "skipped"
     assert f"step 3: {rotation.PUSH_UNAVAILABLE}" in messages
     assert f"step 6: {rotation.PUSH_UNAVAILABLE}" in messages
+    assert any("sops-age secret was not updated" in m and str(key_dir / "lab.agekey") in m for m in messages)
 
 
 def test_push_boundary_gets_key_files_not_keys(repo: Path, key_dir: Path) -> None:
