@@ -12,7 +12,7 @@ import functools
 import json
 import os
 import shutil
-import subprocess
+import signal
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,7 +32,6 @@ R = TypeVar("R")
 
 TIMEOUT = 120.0
 BATCH = 25  # files per sops process for updatekeys: amortises its start-up, keeps cores busy
-_ENV_KEYS = ("SOPS_AGE_KEY_FILE", "SOPS_AGE_KEY", "SOPS_AGE_KEY_CMD")
 _NO_KEY_MARKERS = ("Failed to get the data key", "no identity matched", "failed to load age identities")
 
 
@@ -305,7 +304,11 @@ class Sops:
         atomic_write(path, result.stdout, mode=Path(path).stat().st_mode & 0o777)
 
     def edit(self, path: Path, key: KeySource) -> int:
-        """Open the file in $EDITOR through sops (interactive, so it needs the terminal)."""
+        """Open the file in $EDITOR through sops.
+
+        Interactive, so plumbum runs it on the terminal directly rather than through the capturing
+        command adapter; sops decrypts to its own 0600 temp file and re-encrypts on save.
+        """
         from plumbum import local as plumbum_local
 
         env = {"SOPS_DISABLE_VERSION_CHECK": "1", **{k: reveal(v) for k, v in key.env.items()}}
@@ -315,5 +318,5 @@ class Sops:
         try:
             return proc.wait()
         except KeyboardInterrupt:
-            proc.send_signal(subprocess.signal.SIGINT)
+            proc.send_signal(signal.SIGINT)
             return proc.wait()
