@@ -10,6 +10,7 @@ need_apt=()
 command -v ssh >/dev/null || need_apt+=(openssh-client)
 command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v git >/dev/null || need_apt+=(git)
+command -v dot >/dev/null || need_apt+=(graphviz)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${need_apt[*]}; install them as root (apt-get install ${need_apt[*]})" >&2
