@@ -7,8 +7,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import pytest
-
 from fluxops.layout import dot
 from fluxops.layout.tree import load
 from fluxops.shell import local
