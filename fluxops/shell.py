@@ -11,6 +11,7 @@ import io
 import logging
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import threading
@@ -156,24 +157,25 @@ class LocalShell:
         secrets: Iterable[str | Secret] = (),
     ) -> Result:
         """Run ``argv`` here; raise CommandError on failure unless ``check`` is false."""
-        from plumbum import CommandNotFound, local
+        from plumbum import local
 
         args = _check_argv(argv, self.name)
         hidden = _secret_values(stdin, env, secrets)
         started = time.perf_counter()
-        try:
-            cmd = local[args[0]][list(args[1:])]
-        except CommandNotFound:
+        # the process environment as it is now (plumbum's own copy is taken once, at import)
+        full_env = {**os.environ, **{k: reveal(v) for k, v in (env or {}).items()}}
+        executable = args[0] if os.sep in args[0] else shutil.which(args[0], path=full_env.get("PATH"))
+        if executable is None:
             raise CommandError(
                 f"command not found: {args[0]} (install it or put it on PATH)", host=self.name, argv=args
-            ) from None
-        if env:
-            cmd = cmd.with_env(**{k: reveal(v) for k, v in env.items()})
-        if cwd is not None:
-            cmd = cmd.with_cwd(os.fspath(cwd))
+            )
         data = _stdin_bytes(stdin)
         try:
-            proc = cmd.popen(stdin=None if data is None else subprocess.PIPE)
+            proc = local[executable][list(args[1:])].popen(
+                stdin=None if data is None else subprocess.PIPE,
+                env=full_env,
+                cwd=None if cwd is None else os.fspath(cwd),
+            )
         except OSError as exc:
             raise CommandError(f"cannot start: {exc}", host=self.name, argv=args) from exc
         try:

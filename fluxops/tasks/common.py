@@ -37,3 +37,10 @@ def user_errors(func: F) -> F:
             raise Exit(f"error: {exc}", code=1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def required(value: str | None, flag: str) -> str:
+    """The value of a flag the task cannot do without, or a clean exit naming it."""
+    if not value:
+        raise Exit(f"error: --{flag} is required (see invoke --help for the task)", code=1)
+    return value

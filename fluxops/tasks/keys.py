@@ -6,18 +6,20 @@ from invoke import Context, task
 
 from fluxops import keys as lib
 from fluxops.rotation import Rotation
-from fluxops.tasks.common import config, user_errors
+from fluxops.tasks.common import config, required, user_errors
 
 
 @task(
     help={
         "cluster": "cluster to make a key for (a folder under k8s/clusters/)",
         "force": "replace an existing key; the old one is archived, never deleted",
-    }
+    },
+    positional=[],
 )
 @user_errors
-def generate(c: Context, cluster: str, force: bool = False) -> None:
+def generate(c: Context, cluster: str | None = None, force: bool = False) -> None:
     """Make the cluster's age key (0600, outside git) and point its .sops.yaml rule at it."""
+    cluster = required(cluster, "cluster")
     settings = config(c)
     done = lib.generate(settings.root, settings.key_dir, cluster, force=force)
     if done.archived:
@@ -58,13 +60,16 @@ def show(c: Context, cluster: str | None = None) -> None:
         "check": "print the plan (and the state of an interrupted rotation); change nothing",
         "resume": "continue an interrupted rotation from its journal",
         "offline": "skip the two steps that put keys into the cluster",
-    }
+    },
+    positional=[],
+    auto_shortflags=False,  # --check would otherwise take -h, which must stay --help
 )
 @user_errors
 def rotate(
-    c: Context, cluster: str, check: bool = False, resume: bool = False, offline: bool = False
+    c: Context, cluster: str | None = None, check: bool = False, resume: bool = False, offline: bool = False
 ) -> None:
     """Rotate the cluster's age key: new key, re-encrypt every file, retire the old key (journaled)."""
+    cluster = required(cluster, "cluster")
     settings = config(c)
     rotation = Rotation(settings.root, settings.key_dir, cluster, offline=offline)
     if check:

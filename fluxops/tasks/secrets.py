@@ -7,7 +7,7 @@ import sys
 from invoke import Context, Exit, task
 
 from fluxops import secret_files, secrets_check
-from fluxops.tasks.common import config, user_errors
+from fluxops.tasks.common import config, required, user_errors
 
 
 @task(
@@ -21,19 +21,22 @@ from fluxops.tasks.common import config, user_errors
         "dest": "file to write (default k8s/clusters/<cluster>/infrastructure-config/<name>.sops.yaml)",
         "force": "replace an existing file",
     },
+    positional=["name"],
 )
 @user_errors
 def new(
     c: Context,
     name: str,
-    cluster: str,
-    namespace: str,
+    cluster: str | None = None,
+    namespace: str | None = None,
     from_literal: list[str] | None = None,
     from_file: list[str] | None = None,
     dest: str | None = None,
     force: bool = False,
 ) -> None:
     """Write an encrypted Secret manifest and add it to its kustomization.yaml."""
+    cluster = required(cluster, "cluster")
+    namespace = required(namespace, "namespace")
     settings = config(c)
     done = secret_files.new(
         settings.root,
@@ -51,10 +54,11 @@ def new(
         print(f"{'added to' if done.added else 'already in'} {done.kustomization}")
 
 
-@task(help={"cluster": "cluster whose referenced secrets to write"})
+@task(help={"cluster": "cluster whose referenced secrets to write"}, positional=[])
 @user_errors
-def scaffold(c: Context, cluster: str) -> None:
+def scaffold(c: Context, cluster: str | None = None) -> None:
     """Write placeholder secrets (your key) for every referenced *.sops.yaml you cannot decrypt."""
+    cluster = required(cluster, "cluster")
     settings = config(c)
     results = secret_files.scaffold(settings.root, settings.key_dir, cluster)
     todo = [r for r in results if r.state == "written"]

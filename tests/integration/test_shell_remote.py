@@ -60,7 +60,7 @@ def test_secret_on_stdin_never_in_process_list_logs_or_errors(
     sandbox_env, n5: RemoteShell, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="fluxops")
-    secret = Secret("AGE-SECRET-KEY-1TESTONLYNOTAREALKEY0123456789")
+    secret = Secret("SECRET-VALUE-FOR-THIS-TEST-ONLY-0123456789")
     needle = secret.reveal()
     done = threading.Event()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
@@ -67,3 +68,13 @@ def test_mask_hides_each_line_of_a_multiline_secret() -> None:
     secret = Secret("# comment line\nSECRET-BODY-LINE\n")
     assert "SECRET-BODY-LINE" not in mask("key was SECRET-BODY-LINE here", [secret])
     assert str(secret) == "***" and repr(secret) == "Secret(***)"
+
+
+def test_commands_see_the_environment_as_it_is_now(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("FLUXOPS_TEST_LATE", "set-after-import")
+    assert local().run(["printenv", "FLUXOPS_TEST_LATE"]).stdout == "set-after-import\n"
+    tool = tmp_path / "late-tool"
+    tool.write_text("#!/bin/sh\necho late tool\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert local().run(["late-tool"]).stdout == "late tool\n"

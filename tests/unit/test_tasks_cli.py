@@ -34,6 +34,7 @@ def test_every_task_has_a_summary_and_every_flag_has_help() -> None:
         assert task.__doc__ and task.__doc__.strip().splitlines()[0], f"{name} has no docstring"
         for arg in task.get_arguments():
             assert arg.help, f"{name} --{arg.name} has no help text"
+            assert "h" not in arg.names, f"{name} --{arg.name} takes -h, which must stay --help"
 
 
 def test_list_shows_every_task() -> None:
