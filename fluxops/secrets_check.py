@@ -1,6 +1,7 @@
 """The plaintext guard: every secret in the repository is encrypted, to the right recipients.
 
-Findings: a ``*.sops.yaml`` that sops has not encrypted; a ``kind: Secret`` outside a ``*.sops.yaml``;
+Findings: a file in the work tree that holds an age private key; a ``*.sops.yaml`` that sops has
+not encrypted; a ``kind: Secret`` outside a ``*.sops.yaml``;
 an encrypted file whose age recipients differ from its creation rule; a value under an encrypted key
 (``data``/``stringData`` or the file's own ``encrypted_regex``) that is not ``ENC[...]``, i.e. added
 after encryption. Run as ``invoke secrets.check`` or ``python -m fluxops.secrets_check [ROOT]``
@@ -27,6 +28,9 @@ from fluxops.sops import metadata
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".sandbox", ".tox", ".mypy_cache"}
 YAML_SUFFIXES = (".yaml", ".yml")
 DEFAULT_ENCRYPTED_REGEX = sops_config.ENCRYPTED_REGEX
+# an age identity: bech32 of HRP "age-secret-key-", upper case ("1" separator, 58+ data characters)
+PRIVATE_KEY_RE = re.compile(rb"AGE-SECRET-KEY-1[02-9ACDEFGHJKLMNPQRSTUVWXYZ]{58}")
+MAX_SCAN_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, order=True)
@@ -128,10 +132,35 @@ def check_file(root: Path, path: Path) -> list[Finding]:
     return findings
 
 
+def _all_files(root: Path) -> Iterator[Path]:
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not (d.startswith(".") and d != ".github"))
+        for name in sorted(files):
+            yield Path(folder) / name
+
+
+def private_keys(root: Path) -> list[Finding]:
+    """Files in the work tree that hold an age private key (the key itself is never echoed)."""
+    findings = []
+    for path in _all_files(root):
+        try:
+            if path.is_symlink() or path.stat().st_size > MAX_SCAN_BYTES:
+                continue
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if PRIVATE_KEY_RE.search(data):
+            rel = path.relative_to(root).as_posix()
+            findings.append(
+                Finding(rel, "holds an age private key; move it to the key store (outside the repository)")
+            )
+    return findings
+
+
 def check(root: Path) -> list[Finding]:
     """Every finding in the repository at ``root``, sorted by file."""
     root = Path(root).absolute()
-    findings: list[Finding] = []
+    findings: list[Finding] = private_keys(root)
     for path in yaml_files(root):
         if path.name == sops_config.CONFIG_NAME:
             continue

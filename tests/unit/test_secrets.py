@@ -327,3 +327,19 @@ def test_check_follows_the_files_own_encryption_rule(repo: Path, meta: dict, pla
 def test_the_checkout_itself_passes_the_check() -> None:
     """CI's plaintext guard: the repository under test (read only)."""
     assert [str(f) for f in secrets_check.check(REPO)] == []
+
+
+def test_check_finds_a_private_key_anywhere_in_the_work_tree(repo: Path) -> None:
+    import pyrage
+
+    identity = str(pyrage.x25519.Identity.generate())
+    planted = repo / "k8s" / "clusters" / "lab" / "notes.txt"
+    planted.write_text(f"temporary:\n{identity}\n")
+    (repo / "keys.backup").write_bytes(b"\x00binary\x00" + identity.encode())
+    findings = secrets_check.check(repo)
+    found = {f.path for f in findings if "age private key" in f.reason}
+    assert found == {"k8s/clusters/lab/notes.txt", "keys.backup"}
+    assert identity not in "\n".join(str(f) for f in findings)
+    planted.unlink()
+    (repo / "keys.backup").unlink()
+    assert not [f for f in secrets_check.check(repo) if "age private key" in f.reason]
