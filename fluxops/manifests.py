@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from fluxops.errors import SecretsError
 from fluxops.keystore import atomic_write
 from fluxops.secret import Secret, reveal
+from fluxops.yamlstyle import round_trip
 
 PLACEHOLDER = "REPLACE_ME"
 SOPS_SUFFIX = ".sops.yaml"
@@ -29,18 +29,10 @@ _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z
 _DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 
-def _round_trip() -> YAML:
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.width = 4096
-    return yaml
-
-
 def dump(data: Any) -> str:
     """YAML text of a (round-trip) document."""
     buffer = io.StringIO()
-    _round_trip().dump(data, buffer)
+    round_trip().dump(data, buffer)
     return buffer.getvalue()
 
 
@@ -173,7 +165,7 @@ def kustomization_file(folder: Path) -> Path | None:
 
 def _load_round_trip(path: Path) -> CommentedMap:
     try:
-        data = _round_trip().load(path.read_text())
+        data = round_trip().load(path.read_text())
     except Exception as exc:
         raise SecretsError(f"{path}: not valid YAML ({exc}); fix it by hand") from None
     if not isinstance(data, dict):

@@ -11,11 +11,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from fluxops.errors import SopsError
 from fluxops.keystore import atomic_write
+from fluxops.yamlstyle import round_trip
 
 CONFIG_NAME = ".sops.yaml"
 ENCRYPTED_REGEX = "^(data|stringData)$"
@@ -36,19 +36,11 @@ def sample_path(cluster: str) -> str:
     return f"k8s/clusters/{cluster}/infrastructure-config/example.sops.yaml"
 
 
-def _yaml() -> YAML:
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.width = 4096
-    return yaml
-
-
 def _load(path: Path) -> CommentedMap:
     if not path.exists():
         return CommentedMap(creation_rules=CommentedSeq())
     try:
-        data = _yaml().load(path.read_text())
+        data = round_trip().load(path.read_text())
     except Exception as exc:
         raise SopsError(f"{path}: not valid YAML ({exc}); fix it by hand", path=str(path)) from None
     if data is None:
@@ -150,7 +142,7 @@ def set_cluster_recipients(root: Path, cluster: str, age: list[str]) -> bool:
                 path=str(path),
             )
     buffer = io.StringIO()
-    _yaml().dump(data, buffer)
+    round_trip().dump(data, buffer)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     atomic_write(path, buffer.getvalue(), mode=mode)
     return True

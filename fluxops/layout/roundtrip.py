@@ -6,27 +6,18 @@ import io
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-
-
-def yaml_rt() -> YAML:
-    """A round-trip YAML in the tree's style (2-space maps, lists indented under their key)."""
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.width = 4096
-    return yaml
+from fluxops.yamlstyle import round_trip
 
 
 def load_docs(path: Path) -> list[Any]:
     """Every document of a YAML file, round-trip loaded."""
-    return list(yaml_rt().load_all(path.read_text(encoding="utf-8")))
+    return list(round_trip().load_all(path.read_text(encoding="utf-8")))
 
 
 def dump_docs(docs: list[Any]) -> str:
     """YAML text of round-trip documents."""
     out = io.StringIO()
-    yaml_rt().dump_all(docs, out)
+    round_trip().dump_all(docs, out)
     return out.getvalue()
 
 

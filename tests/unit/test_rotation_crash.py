@@ -11,27 +11,13 @@ from fluxops import keystore, rotation, secrets_check, sops_config
 from fluxops.sops import KeySource, Sops, file_recipients
 from tests.unit.sops_testing import (
     decrypts_with,
-    make_repo,
     run_invoke,
     secret_yaml,
-    setup_cluster_keys,
     write_encrypted,
 )
 
 FILES = 4
 KILLED = -9  # SIGKILL
-
-
-@pytest.fixture
-def key_dir(tmp_path: Path) -> Path:
-    return tmp_path / "keys"
-
-
-@pytest.fixture
-def repo(tmp_path: Path, key_dir: Path) -> Path:
-    root = make_repo(tmp_path / "repo", key_dir)
-    setup_cluster_keys(root, key_dir)
-    return root
 
 
 def populate(repo: Path) -> dict[Path, str]:

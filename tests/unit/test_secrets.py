@@ -26,18 +26,6 @@ from tests.unit.sops_testing import (
 IC = "k8s/clusters/{}/infrastructure-config"
 
 
-@pytest.fixture
-def key_dir(tmp_path: Path) -> Path:
-    return tmp_path / "keys"
-
-
-@pytest.fixture
-def repo(tmp_path: Path, key_dir: Path) -> Path:
-    root = make_repo(tmp_path / "repo", key_dir)
-    setup_cluster_keys(root, key_dir)
-    return root
-
-
 def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 

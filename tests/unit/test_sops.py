@@ -41,12 +41,8 @@ stringData:
 
 
 @pytest.fixture
-def key_dir(tmp_path: Path) -> Path:
-    return tmp_path / "keys"
-
-
-@pytest.fixture
 def repo(tmp_path: Path, key_dir: Path) -> Path:
+    """A scratch repository whose tests set up keys themselves."""
     return make_repo(tmp_path / "repo", key_dir)
 
 
