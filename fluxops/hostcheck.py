@@ -33,8 +33,7 @@ def check_host(name: str, ssh_config: Path) -> list[Check]:
     host.run_expect([0], "echo %s > %s", name, path)
     inside = host.file(path).exists and host.file(path).content_string.strip() == name
     outside = Path(path).exists()
-    checks.append(
-        Check(name, "writes stay inside", inside and not outside, f"{path}: on host={inside}, here={outside}")
-    )
+    detail = f"test file on the host: {inside}, on this machine: {outside}"
+    checks.append(Check(name, "writes stay inside", inside and not outside, detail))
     host.run_expect([0], "rm -f %s", path)
     return checks

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -10,7 +12,8 @@ from rich.table import Table
 
 from fluxops.inventory import Host
 
-console = Console(highlight=False)
+# a terminal sets its own width; piped output (CI logs, tests) gets room for the tables
+console = Console(highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120)
 
 
 def print_inventory(path: Path, hosts: Iterable[Host]) -> None:
