@@ -22,6 +22,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from fluxops import sops_config
+from fluxops.keystore import SECRET_PREFIX
 from fluxops.manifests import SOPS_SUFFIX
 from fluxops.sops import metadata
 
@@ -29,7 +30,7 @@ SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".sandbox",
 YAML_SUFFIXES = (".yaml", ".yml")
 DEFAULT_ENCRYPTED_REGEX = sops_config.ENCRYPTED_REGEX
 # an age identity: bech32 of HRP "age-secret-key-", upper case ("1" separator, 58+ data characters)
-PRIVATE_KEY_RE = re.compile(rb"AGE-SECRET-KEY-1[02-9ACDEFGHJKLMNPQRSTUVWXYZ]{58}")
+PRIVATE_KEY_RE = re.compile(re.escape(SECRET_PREFIX.encode()) + rb"1[02-9ACDEFGHJKLMNPQRSTUVWXYZ]{58}")
 MAX_SCAN_BYTES = 1 << 20
 
 
