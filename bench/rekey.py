@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fluxops import keystore, secret_files, sops, sops_config  # noqa: E402
+from fluxops.secrets import keystore, repository, rules, sops  # noqa: E402
 
 SECRETS = "k8s/clusters/lab/infrastructure-config"
 LOOP = 'for f in {dir}/*.sops.yaml; do {sops} updatekeys -y "$f" 2>/dev/null; done'
@@ -45,14 +45,14 @@ def build(base: Path, count: int) -> tuple[Path, Path, str]:
         f"fluxops:\n  inventory: inventory/hosts.yaml\n  key_dir: {key_dir}\n"
         "  sandbox:\n    inventory: inventory/sandbox.yaml\n    dir: .sandbox\n"
     )
-    sops_config.set_cluster_recipients(repo, "lab", [old.public])
+    rules.set_cluster_recipients(repo, "lab", [old.public])
     for index in range(count):
         (repo / SECRETS / f"s{index:03d}.sops.yaml").write_text(
             f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: s{index:03d}\n  namespace: apps\n"
             f"stringData:\n  token: value-{index}\n  user: user-{index}\n"
         )
-    secret_files.encrypt(repo, "lab")
-    sops_config.set_cluster_recipients(repo, "lab", [old.public, new.public])
+    repository.encrypt(repo, "lab")
+    rules.set_cluster_recipients(repo, "lab", [old.public, new.public])
     return repo, key_dir, new.public
 
 

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 from fluxops import hostcheck, sandbox
 from fluxops import inventory as inv
-from fluxops.report import print_inventory
 from fluxops.settings import Settings
 from fluxops.shell import Connections
+from fluxops.tables import print_inventory
 
 
 def run(settings: Settings, *, keep: bool = False, say: Callable[[str], None] = print) -> bool:

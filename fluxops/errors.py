@@ -51,6 +51,14 @@ class HostKeyError(CommandError):
     """A host's SSH key is unknown or differs from the one in known_hosts."""
 
 
+class LockedError(FluxopsError):
+    """Another process holds the lock of a task that must not run twice at once; names the holder."""
+
+    def __init__(self, message: str, *, lock_file: str | None = None) -> None:
+        self.lock_file = lock_file
+        super().__init__(message)
+
+
 class SandboxError(FluxopsError):
     """The loopback sandbox hosts cannot be started, reached or stopped."""
 

@@ -21,7 +21,7 @@ from ruamel.yaml.constructor import ConstructorError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from fluxops.errors import InventoryError
-from fluxops.secret import Secret
+from fluxops.masking import Secret
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 SECRET_NAME_RE = re.compile(r"(password|passwd|token|secret|api_key|private_key(?!_file))", re.I)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from fluxops.errors import CommandError, HostKeyError
-from fluxops.secret import Secret, mask, reveal
+from fluxops.masking import Secret, mask, reveal
 
 if TYPE_CHECKING:
     import fabric

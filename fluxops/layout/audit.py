@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from ruamel.yaml.scalarstring import LiteralScalarString
 
+from fluxops.clusters import kustomization_file
 from fluxops.errors import LayoutError
-from fluxops.layout.kustomize import kustomization_file
 from fluxops.layout.model import Repo, is_flux_kustomization
 from fluxops.layout.roundtrip import load_docs, write_docs
 from fluxops.layout.secrets_check import is_sops_file

@@ -16,11 +16,11 @@ from typing import Any
 
 import yaml
 
+from fluxops.clusters import kustomization_file
 from fluxops.errors import CommandError
 from fluxops.layout.sources import load_all
 from fluxops.shell import local
 
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 BUILD_TIMEOUT = 120.0
 CACHE_FORMAT = "1"
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -36,15 +36,6 @@ def kubectl() -> str:
     if beside.exists():
         return str(beside)
     return shutil.which("kubectl") or "kubectl"
-
-
-def kustomization_file(folder: Path) -> Path | None:
-    """The kustomization file of ``folder``, if it has one."""
-    for name in KUSTOMIZATION_FILES:
-        candidate = folder / name
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def is_remote(ref: str) -> bool:

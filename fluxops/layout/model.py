@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fluxops import clusters
+
 FLUX_KUSTOMIZE_GROUP = "kustomize.toolkit.fluxcd.io"
 FLUX_GROUP_SUFFIX = ".toolkit.fluxcd.io"
 BOOTSTRAP_NAME = "flux-system"
@@ -152,11 +154,7 @@ class Repo:
 
     def cluster_names(self) -> list[str]:
         """Names of every cluster folder, sorted."""
-        if not self.clusters_dir.is_dir():
-            return []
-        return sorted(
-            p.name for p in self.clusters_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
-        )
+        return clusters.names(self.root)
 
     def rel(self, path: Path) -> str:
         """``path`` relative to the checkout, POSIX style."""

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fluxops.clusters import KUSTOMIZATION_FILES
 from fluxops.errors import LayoutError
-from fluxops.layout.kustomize import KUSTOMIZATION_FILES
 from fluxops.layout.model import DNS_LABEL, Repo
 from fluxops.layout.roundtrip import dump_like, load_docs
 from fluxops.layout.secrets_check import is_sops_file

@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fluxops.clusters import kustomization_file
 from fluxops.errors import LayoutError
 from fluxops.layout.findings import Findings
 from fluxops.layout.kustomize import (
     Builder,
     BuildResult,
     is_remote,
-    kustomization_file,
     local_refs,
     read_kustomization,
 )

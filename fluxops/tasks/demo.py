@@ -5,7 +5,7 @@ from __future__ import annotations
 from invoke import Context, Exit, task
 
 from fluxops import demo as demo_lib
-from fluxops.report import console
+from fluxops.tables import console
 from fluxops.tasks.common import config, user_errors
 
 

@@ -8,8 +8,8 @@ from invoke import Context, Exit, task
 
 from fluxops import inventory as inv
 from fluxops.ping import ping as ping_hosts
-from fluxops.report import console, print_inventory
 from fluxops.shell import Connections
+from fluxops.tables import console, print_inventory
 from fluxops.tasks.common import config, user_errors
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from invoke import Context, task
 
-from fluxops import keys as lib
-from fluxops.rotation import Rotation
+from fluxops.secrets import keys as lib
+from fluxops.secrets.rotation import Rotation
 from fluxops.tasks.common import config, required, user_errors
 
 

@@ -6,7 +6,7 @@ from invoke import Context, Exit, task
 
 from fluxops import inventory as inv
 from fluxops import sandbox
-from fluxops.report import console
+from fluxops.tables import console
 from fluxops.tasks.common import config, user_errors
 
 

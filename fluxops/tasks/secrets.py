@@ -6,7 +6,8 @@ import sys
 
 from invoke import Context, Exit, task
 
-from fluxops import secret_files, secrets_check
+from fluxops.secrets import check as secrets_check
+from fluxops.secrets import repository
 from fluxops.tasks.common import config, required, user_errors
 
 
@@ -38,7 +39,7 @@ def new(
     cluster = required(cluster, "cluster")
     namespace = required(namespace, "namespace")
     settings = config(c)
-    done = secret_files.new(
+    done = repository.new(
         settings.root,
         settings.key_dir,
         cluster,
@@ -60,7 +61,7 @@ def scaffold(c: Context, cluster: str | None = None) -> None:
     """Write placeholder secrets (your key) for every referenced *.sops.yaml you cannot decrypt."""
     cluster = required(cluster, "cluster")
     settings = config(c)
-    results = secret_files.scaffold(settings.root, settings.key_dir, cluster)
+    results = repository.scaffold(settings.root, settings.key_dir, cluster)
     todo = [r for r in results if r.state == "written"]
     for item in results:
         extra = f" ({item.reason})" if item.reason else ""
@@ -78,7 +79,7 @@ def scaffold(c: Context, cluster: str | None = None) -> None:
 def encrypt(c: Context, cluster: str | None = None) -> None:
     """Encrypt every plaintext *.sops.yaml in place; encrypted files are left as they are."""
     settings = config(c)
-    changed = secret_files.encrypt(settings.root, cluster)
+    changed = repository.encrypt(settings.root, cluster)
     for path in changed:
         print(f"encrypted {path.relative_to(settings.root)}")
     print(f"{len(changed)} file(s) encrypted")
@@ -89,7 +90,7 @@ def encrypt(c: Context, cluster: str | None = None) -> None:
 def rekey(c: Context, cluster: str | None = None) -> None:
     """Re-wrap every encrypted file for the recipients its .sops.yaml rule names now (updatekeys)."""
     settings = config(c)
-    files = secret_files.rekey(settings.root, settings.key_dir, cluster)
+    files = repository.rekey(settings.root, settings.key_dir, cluster)
     print(f"{len(files)} file(s) re-keyed for the recipients in .sops.yaml")
 
 
@@ -98,7 +99,7 @@ def rekey(c: Context, cluster: str | None = None) -> None:
 def view(c: Context, file: str) -> None:
     """Print an encrypted file decrypted (to stdout only)."""
     settings = config(c)
-    sys.stdout.write(secret_files.view(settings.root, settings.key_dir, file).reveal())
+    sys.stdout.write(repository.view(settings.root, settings.key_dir, file).reveal())
 
 
 @task(help={"file": "encrypted file to edit in $EDITOR through sops"})
@@ -106,7 +107,7 @@ def view(c: Context, file: str) -> None:
 def edit(c: Context, file: str) -> None:
     """Edit an encrypted file in $EDITOR (sops decrypts to a private temp file and re-encrypts)."""
     settings = config(c)
-    rc = secret_files.edit(settings.root, settings.key_dir, file)
+    rc = repository.edit(settings.root, settings.key_dir, file)
     if rc not in (0, 200):  # 200: sops says the file was not changed
         raise Exit(f"sops edit exited {rc}", code=rc)
 

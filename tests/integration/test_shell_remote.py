@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fluxops.errors import CommandError, HostKeyError
-from fluxops.secret import Secret
+from fluxops.masking import Secret
 from fluxops.shell import Connections, RemoteShell, local
 
 pytestmark = pytest.mark.ssh

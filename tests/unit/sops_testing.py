@@ -8,8 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fluxops import keys, keystore
-from fluxops.sops import KeySource, Sops
+from fluxops.secrets import keys, keystore
+from fluxops.secrets.sops import KeySource, Sops
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTERS = ("lab", "phx")

@@ -9,7 +9,7 @@ import pytest
 
 from fluxops import inventory as inv
 from fluxops.errors import InventoryError
-from fluxops.secret import Secret
+from fluxops.masking import Secret
 
 REPO = Path(__file__).resolve().parents[2]
 

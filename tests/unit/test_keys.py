@@ -9,9 +9,9 @@ from pathlib import Path
 import pyrage
 import pytest
 
-from fluxops import keys, keystore, sops_config
 from fluxops.errors import FluxopsError, KeyStoreError
-from fluxops.sops import file_recipients
+from fluxops.secrets import keys, keystore, rules
+from fluxops.secrets.sops import file_recipients
 from tests.unit.sops_testing import key_secret, make_repo, run_invoke, secret_yaml, write_encrypted
 
 
@@ -72,7 +72,7 @@ def test_generate_refuses_to_overwrite_and_force_archives(repo: Path, key_dir: P
     assert second.archived is not None and second.archived.read_text() == before
     assert mode(second.archived) == 0o600
     assert keystore.archived_keys(key_dir, "lab") == [second.archived]
-    assert sops_config.cluster_recipients(repo, "lab") == [second.key.public]
+    assert rules.cluster_recipients(repo, "lab") == [second.key.public]
 
 
 def test_rules_are_added_before_a_catch_all_and_edited_by_round_trip(repo: Path, key_dir: Path) -> None:
@@ -89,19 +89,19 @@ def test_rules_are_added_before_a_catch_all_and_edited_by_round_trip(repo: Path,
     text = config.read_text()
     assert text.startswith("# sops rules: first match wins\n")
     assert "# everything else" in text and "# fallback" in text
-    rules = sops_config.rules(repo)
-    assert [r.get("path_regex") for r in rules] == [
-        sops_config.cluster_regex("lab"),
-        sops_config.cluster_regex("phx"),
+    found = rules.rules(repo)
+    assert [r.get("path_regex") for r in found] == [
+        rules.cluster_regex("lab"),
+        rules.cluster_regex("phx"),
         ".*\\.sops\\.yaml$",
     ]
-    assert rules[0]["encrypted_regex"] == "^(data|stringData)$"
-    assert sops_config.cluster_recipients(repo, "lab") == [lab.public]
-    assert sops_config.cluster_recipients(repo, "phx") == [phx.public]
+    assert found[0]["encrypted_regex"] == "^(data|stringData)$"
+    assert rules.cluster_recipients(repo, "lab") == [lab.public]
+    assert rules.cluster_recipients(repo, "phx") == [phx.public]
 
     new = keys.generate(repo, key_dir, "lab", force=True).key
-    rules = sops_config.rules(repo)
-    assert len(rules) == 3 and rules[0]["age"] == new.public
+    found = rules.rules(repo)
+    assert len(found) == 3 and found[0]["age"] == new.public
     assert "# fallback" in config.read_text()
 
 
@@ -154,9 +154,9 @@ def test_generate_updates_an_anchored_rule_in_place(repo: Path, key_dir: Path) -
         "    age: age1yqjw8fjyjnnpta0v6kjrfuvmuapa3nr9smv2gleu7kkhdxdf5cws6pxuhe\n"
     )
     key = keys.generate(repo, key_dir, "lab").key
-    rules = sops_config.rules(repo)
-    assert len(rules) == 1 and rules[0]["age"] == key.public
-    assert rules[0]["path_regex"] == "^k8s/clusters/lab/.*\\.sops\\.yaml$"
+    found = rules.rules(repo)
+    assert len(found) == 1 and found[0]["age"] == key.public
+    assert found[0]["path_regex"] == "^k8s/clusters/lab/.*\\.sops\\.yaml$"
     assert (repo / ".sops.yaml").read_text().startswith("stores:\n  yaml:\n    indent: 2\n")
     path = write_encrypted(
         repo, "k8s/clusters/lab/infrastructure-config/s.sops.yaml", secret_yaml("s", k="v")

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from fluxops import keystore, rotation, secrets_check, sops_config
 from fluxops.errors import FluxopsError, RotationError
-from fluxops.secret import Secret
-from fluxops.sops import KeySource, Sops, file_recipients
+from fluxops.masking import Secret
+from fluxops.secrets import check as secrets_check
+from fluxops.secrets import keystore, rotation, rules
+from fluxops.secrets.sops import KeySource, Sops, file_recipients
 from tests.unit.sops_testing import (
     decrypts_with,
     run_invoke,
@@ -54,7 +55,7 @@ def test_rotation_of_50_secrets_leaves_every_file_for_the_new_key_only(repo: Pat
     assert stat.S_IMODE(archived[0].stat().st_mode) == 0o600
     assert stat.S_IMODE((key_dir / "lab.agekey").stat().st_mode) == 0o600
     assert not (key_dir / "lab.pending.agekey").exists()
-    assert sops_config.cluster_recipients(repo, "lab") == [new_public]
+    assert rules.cluster_recipients(repo, "lab") == [new_public]
     sops = Sops(repo)
     new_key = KeySource.store_file("lab", key_dir / "lab.agekey")
     for path, text in files.items():

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fluxops import keystore, rotation, secrets_check, sops_config
-from fluxops.sops import KeySource, Sops, file_recipients
+from fluxops.secrets import check as secrets_check
+from fluxops.secrets import keystore, rotation, rules
+from fluxops.secrets.sops import KeySource, Sops, file_recipients
 from tests.unit.sops_testing import (
     decrypts_with,
     run_invoke,
@@ -47,7 +48,7 @@ def assert_rotated(repo: Path, key_dir: Path, files: dict[Path, str], old_public
     assert not (key_dir / "lab.pending.agekey").exists()
     archived = keystore.archived_keys(key_dir, "lab")
     assert [keystore.public_key(p) for p in archived] == [old_public]
-    assert sops_config.cluster_recipients(repo, "lab") == [new_public]
+    assert rules.cluster_recipients(repo, "lab") == [new_public]
     new_key = KeySource.store_file("lab", key_dir / "lab.agekey")
     for path, text in files.items():
         assert file_recipients(path) == [new_public]

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from fluxops import keys, keystore, secret_files, secrets_check
+from fluxops import clusters
 from fluxops.errors import FluxopsError, SopsError
-from fluxops.sops import Sops, file_recipients, metadata, read_document
+from fluxops.secrets import check as secrets_check
+from fluxops.secrets import keystore, repository
+from fluxops.secrets.sops import Sops, file_recipients, metadata, read_document
 from tests.unit.sops_testing import (
     REPO,
     decrypts_with,
@@ -35,7 +37,7 @@ def test_new_writes_only_ciphertext_and_references_it(repo: Path, key_dir: Path,
     cert.write_text("-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n")
     blob = tmp_path / "blob.bin"
     blob.write_bytes(b"\xff\x00\xfe")
-    done = secret_files.new(
+    done = repository.new(
         repo,
         key_dir,
         "lab",
@@ -51,7 +53,7 @@ def test_new_writes_only_ciphertext_and_references_it(repo: Path, key_dir: Path,
     for plain in ("tok-123456789", "me@example.org", "MIIBfake"):
         assert plain not in "".join(p.read_text(errors="replace") for p in repo.rglob("*") if p.is_file())
     assert "api-token: ENC[" in text and "name: cloudflare" in text
-    plain = YAML(typ="safe").load(secret_files.view(repo, key_dir, path).reveal())
+    plain = YAML(typ="safe").load(repository.view(repo, key_dir, path).reveal())
     assert plain["metadata"] == {"name": "cloudflare", "namespace": "traefik"}
     assert plain["stringData"]["api-token"] == "tok-123456789"
     assert plain["stringData"]["ca.pem"].startswith("-----BEGIN CERTIFICATE-----")
@@ -66,11 +68,11 @@ def test_new_writes_only_ciphertext_and_references_it(repo: Path, key_dir: Path,
 
 def test_new_with_dest_in_a_subfolder_uses_the_nearest_kustomization(repo: Path, key_dir: Path) -> None:
     dest = f"{IC.format('phx')}/twingate/connector.sops.yaml"
-    done = secret_files.new(repo, key_dir, "phx", "twingate", "twingate", literals=["t=1"], dest=dest)
+    done = repository.new(repo, key_dir, "phx", "twingate", "twingate", literals=["t=1"], dest=dest)
     assert done.path == repo / dest
     assert done.kustomization == repo / IC.format("phx") / "kustomization.yaml"
     assert "- twingate/connector.sops.yaml" in done.kustomization.read_text()
-    again = secret_files.new(
+    again = repository.new(
         repo, key_dir, "phx", "twingate", "twingate", literals=["t=2"], dest=dest, force=True
     )
     assert not again.added
@@ -95,7 +97,7 @@ def test_new_refuses_bad_input_and_changes_nothing(
     before = snapshot(repo)
     call = {"cluster": "lab", "name": "s", "literals": ["k=v"], **args}
     with pytest.raises(FluxopsError) as err:
-        secret_files.new(
+        repository.new(
             repo,
             key_dir,
             call["cluster"],
@@ -110,14 +112,14 @@ def test_new_refuses_bad_input_and_changes_nothing(
 
 
 def test_new_refuses_to_overwrite_and_leaves_nothing_when_sops_fails(repo: Path, key_dir: Path) -> None:
-    secret_files.new(repo, key_dir, "lab", "s", "default", literals=["k=v"])
+    repository.new(repo, key_dir, "lab", "s", "default", literals=["k=v"])
     before = snapshot(repo)
     with pytest.raises(FluxopsError, match="already exists"):
-        secret_files.new(repo, key_dir, "lab", "s", "default", literals=["k=v"])
+        repository.new(repo, key_dir, "lab", "s", "default", literals=["k=v"])
     (repo / ".sops.yaml").write_text("creation_rules: []\n")
     before = snapshot(repo)
     with pytest.raises(SopsError, match="no creation rule"):
-        secret_files.new(repo, key_dir, "lab", "t", "default", literals=["k=v"])
+        repository.new(repo, key_dir, "lab", "t", "default", literals=["k=v"])
     assert snapshot(repo) == before
 
 
@@ -147,23 +149,23 @@ def test_scaffold_rewrites_missing_and_foreign_secrets_with_placeholders(
     )
     mine_before = mine.read_bytes()
 
-    results = {r.path: r for r in secret_files.scaffold(repo, key_dir, "lab")}
+    results = {r.path: r for r in repository.scaffold(repo, key_dir, "lab")}
     assert results[mine].state == "ok" and mine.read_bytes() == mine_before
     assert results[foreign].state == "written" and "do not hold" in results[foreign].reason
     twingate = ic / "twingate" / "secret.sops.yaml"
     assert results[twingate].state == "written" and results[twingate].reason == "missing"
 
     assert foreign.read_text().startswith("# Cloudflare API token for traefik's DNS challenge\n")
-    plain = YAML(typ="safe").load(secret_files.view(repo, key_dir, foreign).reveal())
+    plain = YAML(typ="safe").load(repository.view(repo, key_dir, foreign).reveal())
     assert plain["metadata"] == {"name": "cloudflare-api", "namespace": "traefik"}
     assert plain["type"] == "Opaque"
     assert plain["stringData"] == {"api-token": "REPLACE_ME", "email": "REPLACE_ME"}
     assert base64.b64decode(plain["data"]["cert"]) == b"REPLACE_ME"
-    plain = YAML(typ="safe").load(secret_files.view(repo, key_dir, twingate).reveal())
+    plain = YAML(typ="safe").load(repository.view(repo, key_dir, twingate).reveal())
     assert plain["metadata"] == {"name": "secret", "namespace": "traefik"}
     assert plain["stringData"] == {"value": "REPLACE_ME"}
     assert secrets_check.check(repo) == []
-    again = {r.path: r.state for r in secret_files.scaffold(repo, key_dir, "lab")}
+    again = {r.path: r.state for r in repository.scaffold(repo, key_dir, "lab")}
     assert set(again.values()) == {"ok"}
 
 
@@ -202,7 +204,7 @@ def test_check_catches_every_kind_of_plaintext(repo: Path, key_dir: Path) -> Non
 
 def test_check_entry_point_and_task_exit_non_zero_with_file_and_reason(repo: Path, key_dir: Path) -> None:
     clean = subprocess.run(
-        [sys.executable, "-m", "fluxops.secrets_check", str(repo)],
+        [sys.executable, "-m", "fluxops.secrets.check", str(repo)],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -210,7 +212,7 @@ def test_check_entry_point_and_task_exit_non_zero_with_file_and_reason(repo: Pat
     assert clean.returncode == 0, clean.stderr
     hostile_corpus(repo, key_dir)
     dirty = subprocess.run(
-        [sys.executable, "-m", "fluxops.secrets_check"],
+        [sys.executable, "-m", "fluxops.secrets.check"],
         capture_output=True,
         text=True,
         cwd=repo,
@@ -261,14 +263,14 @@ def test_cli_new_view_encrypt_scaffold(repo: Path, key_dir: Path) -> None:
 def test_pre_commit_hook_runs_the_check() -> None:
     hooks = YAML(typ="safe").load((REPO / ".pre-commit-hooks.yaml").read_text())
     hook = next(h for h in hooks if h["id"] == "fluxops-secrets-check")
-    assert "fluxops.secrets_check" in hook["entry"] and hook["pass_filenames"] is False
+    assert "fluxops.secrets.check" in hook["entry"] and hook["pass_filenames"] is False
     example = YAML(typ="safe").load((REPO / ".pre-commit-config.example.yaml").read_text())
     ids = [h["id"] for repo in example["repos"] for h in repo["hooks"]]
     assert "fluxops-secrets-check" in ids
 
 
 def test_keys_are_per_cluster(repo: Path, key_dir: Path) -> None:
-    assert keys.clusters(repo) == ["lab", "phx"]
+    assert clusters.names(repo) == ["lab", "phx"]
     lab = write_encrypted(repo, f"{IC.format('lab')}/x.sops.yaml", secret_yaml("x", k="v"))
     assert decrypts_with(repo, lab, key_dir / "lab.agekey")
     assert not decrypts_with(repo, lab, key_dir / "phx.agekey")
@@ -282,9 +284,9 @@ def test_edit_runs_the_editor_through_sops(
     editor.write_text("#!/bin/sh\nsed -i 's/REPLACE_ME/real-value/' \"$1\"\n")
     editor.chmod(0o755)
     monkeypatch.setenv("EDITOR", str(editor))
-    assert secret_files.edit(repo, key_dir, path) == 0
+    assert repository.edit(repo, key_dir, path) == 0
     assert "real-value" not in path.read_text()
-    assert "token: real-value" in secret_files.view(repo, key_dir, path).reveal()
+    assert "token: real-value" in repository.view(repo, key_dir, path).reveal()
 
 
 @pytest.mark.parametrize(

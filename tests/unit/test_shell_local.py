@@ -8,7 +8,7 @@ import os
 import pytest
 
 from fluxops.errors import CommandError
-from fluxops.secret import Secret, mask
+from fluxops.masking import Secret, mask
 from fluxops.shell import local, quote
 
 HOSTILE = ["a b", "it's", '"dq"', "$(touch /tmp/pwned)", "`id`", "x;y|z&", "new\nline", "*", "", "tab\there"]

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from fluxops import keys, keystore, rotation, secret_files, sops, sops_config
 from fluxops.errors import FluxopsError, KeyStoreError, SopsError
-from fluxops.secret import reveal
+from fluxops.masking import reveal
+from fluxops.secrets import keys, keystore, repository, rotation, rules, sops
+from fluxops.secrets.sops import Sops, file_recipients, parallel
 from fluxops.shell import LocalShell
-from fluxops.sops import Sops, file_recipients, parallel
 from tests.unit.sops_testing import (
     decrypts_with,
     key_secret,
@@ -50,11 +50,11 @@ def test_round_trip_keeps_comments_and_key_order(repo: Path, key_dir: Path) -> N
     setup_cluster_keys(repo, key_dir)
     path = repo / "k8s/clusters/lab/infrastructure-config/cf.sops.yaml"
     path.write_text(COMMENTED)
-    assert secret_files.encrypt(repo, "lab") == [path]
+    assert repository.encrypt(repo, "lab") == [path]
     encrypted = path.read_text()
     assert "one" not in encrypted.replace("ENC[", "")  # values are ciphertext
     assert "zeta: ENC[" in encrypted and "name: cloudflare" in encrypted
-    plain = secret_files.view(repo, key_dir, path).reveal()
+    plain = repository.view(repo, key_dir, path).reveal()
     for comment in ("# cloudflare token for traefik", "# the Secret's name", "# the token itself"):
         assert comment in plain
     order = [line.split(":")[0].strip() for line in plain.splitlines() if line.startswith("    ")]
@@ -68,10 +68,10 @@ def test_encrypt_is_idempotent(repo: Path, key_dir: Path) -> None:
     phx = repo / "k8s/clusters/phx/infrastructure-config/b.sops.yaml"
     lab.write_text(secret_yaml("a", token="x"))
     phx.write_text(secret_yaml("b", token="y"))
-    assert sorted(secret_files.encrypt(repo)) == sorted([lab, phx])
+    assert sorted(repository.encrypt(repo)) == sorted([lab, phx])
     first = {p: p.read_bytes() for p in (lab, phx)}
-    assert secret_files.encrypt(repo) == []
-    assert secret_files.encrypt(repo, "lab") == []
+    assert repository.encrypt(repo) == []
+    assert repository.encrypt(repo, "lab") == []
     assert {p: p.read_bytes() for p in (lab, phx)} == first
     assert Sops(repo).filestatus(lab) is True
     assert file_recipients(lab) == [keystore.public_key(key_dir / "lab.agekey")]
@@ -91,7 +91,7 @@ def test_wrong_key_error_names_cluster_and_key_file(repo: Path, key_dir: Path, t
     )
     wrong = keystore.create(tmp_path / "other" / "lab.agekey").path  # a key that is no recipient
     with pytest.raises(SopsError) as err:
-        secret_files.view(repo, tmp_path / "other", path)
+        repository.view(repo, tmp_path / "other", path)
     text = str(err.value)
     assert "cluster lab" in text and str(wrong) in text and "keys.generate --cluster lab" in text
     assert err.value.cluster == "lab" and err.value.key_file == str(wrong)
@@ -105,7 +105,7 @@ def test_missing_key_error_names_cluster_key_file_and_fix(repo: Path, key_dir: P
     )
     empty = tmp_path / "nokeys"
     with pytest.raises(KeyStoreError) as err:
-        secret_files.view(repo, empty, path)
+        repository.view(repo, empty, path)
     text = str(err.value)
     assert "cluster lab" in text and str(empty / "lab.agekey") in text
     assert "invoke keys.generate --cluster lab" in text
@@ -121,9 +121,9 @@ def test_environment_key_file_comes_first(
     moved = tmp_path / "elsewhere.agekey"
     files["lab"].rename(moved)
     with pytest.raises(KeyStoreError):
-        secret_files.view(repo, key_dir, path)
+        repository.view(repo, key_dir, path)
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(moved))
-    assert "k: v" in secret_files.view(repo, key_dir, path).reveal()
+    assert "k: v" in repository.view(repo, key_dir, path).reveal()
     assert keys.decryption_key(key_dir, "lab").key_file.startswith(str(moved))
 
 
@@ -178,17 +178,17 @@ def test_private_keys_never_reach_argv_logs_or_errors(
     errors: list[str] = []
 
     setup_cluster_keys(repo, key_dir)
-    secret_files.new(repo, key_dir, "lab", "cf", "traefik", literals=["token=s3cr3t-value"])
-    secret_files.new(repo, key_dir, "phx", "cf", "traefik", literals=["token=other"])
+    repository.new(repo, key_dir, "lab", "cf", "traefik", literals=["token=s3cr3t-value"])
+    repository.new(repo, key_dir, "phx", "cf", "traefik", literals=["token=other"])
     (repo / "k8s/clusters/lab/infrastructure-config/p.sops.yaml").write_text(secret_yaml("p", a="b"))
-    secret_files.encrypt(repo)
+    repository.encrypt(repo)
     cf = repo / "k8s/clusters/lab/infrastructure-config/cf.sops.yaml"
-    secret_files.view(repo, key_dir, cf)
+    repository.view(repo, key_dir, cf)
     for bad_dir in (tmp_path / "none", key_dir / "wrong"):
         if bad_dir.name == "wrong":
             keystore.create(bad_dir / "lab.agekey")  # a key that is no recipient
         try:
-            secret_files.view(repo, bad_dir, cf)
+            repository.view(repo, bad_dir, cf)
         except FluxopsError as exc:
             errors.append(str(exc))
     rotation.Rotation(
@@ -228,13 +228,13 @@ def test_rekey_adds_a_recipient_to_every_file_in_batches(repo: Path, key_dir: Pa
     ]
     extra = keystore.create(tmp_path / "extra.agekey")
     lab = keystore.public_key(key_dir / "lab.agekey")
-    sops_config.set_cluster_recipients(repo, "lab", [lab, extra.public])
+    rules.set_cluster_recipients(repo, "lab", [lab, extra.public])
     (repo / "k8s/clusters/lab/infrastructure-config/s3.sops.yaml").write_text("broken: [\n")
     with pytest.raises(SopsError) as err:
         Sops(repo).updatekeys_all(files, keys.decryption_key(key_dir, "lab"), batch=3)
     assert "s3.sops.yaml" in str(err.value)
     files[3].write_text(Sops(repo).encrypt_text(secret_yaml("s3", k="v"), files[3]))
-    assert secret_files.rekey(repo, key_dir, "lab") == files
+    assert repository.rekey(repo, key_dir, "lab") == files
     for path in files:
         assert set(file_recipients(path)) == {lab, extra.public}
         assert decrypts_with(repo, path, extra.path)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyrage
 
 from fluxops.errors import KeyStoreError
+from fluxops.files import atomic_write
 
 KEY_SUFFIX = ".agekey"
 PENDING_SUFFIX = ".pending.agekey"
@@ -32,29 +32,6 @@ class AgeKey:
 
     path: Path
     public: str
-
-
-def atomic_write(path: Path, data: str | bytes, *, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder: mode set at creation, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(raw)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def key_path(key_dir: Path, cluster: str) -> Path:

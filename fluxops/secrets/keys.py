@@ -9,28 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fluxops import keystore, sops_config
-from fluxops.errors import FluxopsError, KeyStoreError
-from fluxops.sops import KeySource, environment_key, file_recipients, metadata, read_document
-
-CLUSTERS_DIR = Path("k8s") / "clusters"
-
-
-def clusters(root: Path) -> list[str]:
-    """Cluster names of a repository: the folders under ``k8s/clusters``."""
-    folder = Path(root) / CLUSTERS_DIR
-    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-
-
-def cluster_dir(root: Path, cluster: str) -> Path:
-    """``k8s/clusters/<cluster>`` of the root; FluxopsError naming the known clusters if it is not there."""
-    folder = Path(root) / CLUSTERS_DIR / cluster
-    if not cluster or "/" in cluster or cluster.startswith(".") or not folder.is_dir():
-        known = ", ".join(clusters(root)) or "none"
-        raise FluxopsError(
-            f"unknown cluster {cluster!r}: there is no {CLUSTERS_DIR / cluster}/ in {root} (known: {known})"
-        )
-    return folder
+from fluxops.clusters import cluster_dir
+from fluxops.clusters import names as clusters
+from fluxops.errors import KeyStoreError
+from fluxops.secrets import keystore, rules
+from fluxops.secrets.sops import KeySource, environment_key, file_recipients, metadata, read_document
 
 
 @dataclass(frozen=True)
@@ -48,7 +31,7 @@ def generate(root: Path, key_dir: Path, cluster: str, *, force: bool = False) ->
     """A new key for the cluster in the store, and its creation rule in ``.sops.yaml`` set to it."""
     tree = cluster_dir(root, cluster)
     key, archived = keystore.generate(key_dir, cluster, force=force)
-    changed = sops_config.set_cluster_recipients(root, cluster, [key.public])
+    changed = rules.set_cluster_recipients(root, cluster, [key.public])
     stale = []
     for path in sorted(tree.rglob("*.sops.yaml")):
         meta = metadata(read_document(path))
@@ -82,7 +65,7 @@ def show(root: Path, key_dir: Path, cluster: str | None = None) -> list[KeyInfo]
             public = keystore.public_key(path, cluster=name)
         except KeyStoreError as exc:
             problem = str(exc)
-        rule = sops_config.cluster_recipients(root, name)
+        rule = rules.cluster_recipients(root, name)
         if public and rule and public not in rule:
             problem = f"the key in {path} is not a recipient of the cluster's .sops.yaml rule"
         from_env = environment_key(name)
@@ -99,14 +82,3 @@ def decryption_key(key_dir: Path, cluster: str) -> KeySource:
     path = keystore.key_path(key_dir, cluster)
     keystore.public_key(path, cluster=cluster)
     return KeySource.store_file(cluster, path)
-
-
-def cluster_of(root: Path, path: Path) -> str | None:
-    """The cluster whose tree holds ``path`` (``k8s/clusters/<cluster>/...``), if any."""
-    try:
-        parts = Path(path).absolute().relative_to(Path(root).absolute()).parts
-    except ValueError:
-        return None
-    if len(parts) > 3 and parts[0] == "k8s" and parts[1] == "clusters":
-        return parts[2]
-    return None

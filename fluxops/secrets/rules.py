@@ -14,7 +14,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from fluxops.errors import SopsError
-from fluxops.keystore import atomic_write
+from fluxops.files import atomic_write
 from fluxops.yamlstyle import round_trip
 
 CONFIG_NAME = ".sops.yaml"

@@ -17,14 +17,14 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from fluxops.clusters import kustomization_file
 from fluxops.errors import SecretsError
-from fluxops.keystore import atomic_write
-from fluxops.secret import Secret, reveal
+from fluxops.files import atomic_write
+from fluxops.masking import Secret, reveal
 from fluxops.yamlstyle import round_trip
 
 PLACEHOLDER = "REPLACE_ME"
 SOPS_SUFFIX = ".sops.yaml"
-KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
@@ -152,15 +152,6 @@ def readable_spec(
 
 
 # -- kustomization.yaml ----------------------------------------------------------------------
-
-
-def kustomization_file(folder: Path) -> Path | None:
-    """The kustomization file of a folder, if it has one."""
-    for name in KUSTOMIZATION_NAMES:
-        candidate = Path(folder) / name
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def _load_round_trip(path: Path) -> CommentedMap:

@@ -11,23 +11,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fluxops import keys, keystore, manifests, sops_config
+from fluxops import clusters
 from fluxops.errors import SecretsError, SopsError
-from fluxops.manifests import SOPS_SUFFIX, SecretSpec
-from fluxops.secret import Secret
-from fluxops.sops import Sops, metadata, parallel, read_document
+from fluxops.files import atomic_write
+from fluxops.masking import Secret
+from fluxops.secrets import keys, keystore, manifests, rules
+from fluxops.secrets.manifests import SOPS_SUFFIX, SecretSpec
+from fluxops.secrets.sops import Sops, metadata, parallel, read_document
 
 DEFAULT_FOLDER = "infrastructure-config"
 
 
 def default_dest(root: Path, cluster: str, name: str) -> Path:
     """Default file of ``secrets.new``: ``k8s/clusters/<c>/infrastructure-config/<name>.sops.yaml``."""
-    return Path(root) / keys.CLUSTERS_DIR / cluster / DEFAULT_FOLDER / f"{name}{SOPS_SUFFIX}"
+    return Path(root) / clusters.CLUSTERS_DIR / cluster / DEFAULT_FOLDER / f"{name}{SOPS_SUFFIX}"
 
 
 def cluster_secret_files(root: Path, cluster: str) -> list[Path]:
     """Every ``*.sops.yaml`` file in the cluster's tree, sorted."""
-    tree = keys.cluster_dir(root, cluster)
+    tree = clusters.cluster_dir(root, cluster)
     return sorted(p for p in tree.rglob(f"*{SOPS_SUFFIX}") if p.is_file() and ".git" not in p.parts)
 
 
@@ -38,10 +40,10 @@ def encrypted_files(root: Path, cluster: str) -> list[Path]:
 
 def _check_rule_has_key(root: Path, key_dir: Path, cluster: str) -> None:
     """Refuse to encrypt for a cluster whose rule does not include the operator's store key."""
-    rule = sops_config.cluster_recipients(root, cluster)
+    rule = rules.cluster_recipients(root, cluster)
     if not rule:
         raise SopsError(
-            f"{sops_config.config_path(root)} has no creation rule for cluster {cluster}; "
+            f"{rules.config_path(root)} has no creation rule for cluster {cluster}; "
             f"run `invoke keys.generate --cluster {cluster}`",
             cluster=cluster,
         )
@@ -66,7 +68,7 @@ class NewSecret:
 
 
 def _resolve_dest(root: Path, cluster: str, name: str, dest: str | Path | None) -> Path:
-    tree = keys.cluster_dir(root, cluster).absolute()
+    tree = clusters.cluster_dir(root, cluster).absolute()
     path = default_dest(root, cluster, name) if dest is None else Path(dest)
     if not path.is_absolute():
         path = Path(root) / path
@@ -108,7 +110,7 @@ def new(
         raise SecretsError(
             "give the secret's values with --from-literal KEY=VALUE and/or --from-file KEY=PATH"
         )
-    tree = keys.cluster_dir(root, cluster)
+    tree = clusters.cluster_dir(root, cluster)
     kustomization = manifests.nearest_kustomization(path.parent, tree)
     if kustomization is None:
         raise SecretsError(
@@ -125,7 +127,7 @@ def new(
 def _write_encrypted(sops: Sops, plaintext: Secret, path: Path) -> None:
     encrypted = sops.encrypt_text(plaintext, path)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    keystore.atomic_write(path, encrypted, mode=mode)
+    atomic_write(path, encrypted, mode=mode)
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ class Scaffolded:
 def scaffold(root: Path, key_dir: Path, cluster: str) -> list[Scaffolded]:
     """Write placeholder secrets for every referenced ``*.sops.yaml`` that is missing or unreadable to us."""
     root = Path(root).absolute()
-    tree = keys.cluster_dir(root, cluster)
+    tree = clusters.cluster_dir(root, cluster)
     _check_rule_has_key(root, key_dir, cluster)
     key = keys.decryption_key(key_dir, cluster)
     sops = Sops(root)
@@ -173,7 +175,7 @@ def scaffold(root: Path, key_dir: Path, cluster: str) -> list[Scaffolded]:
 def encrypt(root: Path, cluster: str | None = None) -> list[Path]:
     """Encrypt every plaintext ``*.sops.yaml`` of one cluster or all; returns the files changed."""
     root = Path(root).absolute()
-    names = [cluster] if cluster else keys.clusters(root)
+    names = [cluster] if cluster else clusters.names(root)
     files = [path for name in names for path in cluster_secret_files(root, name)]
     sops = Sops(root)
     changed = parallel(sops.encrypt_file, files)
@@ -185,7 +187,7 @@ def rekey(root: Path, key_dir: Path, cluster: str | None = None) -> list[Path]:
     root = Path(root).absolute()
     sops = Sops(root)
     done: list[Path] = []
-    for name in [cluster] if cluster else keys.clusters(root):
+    for name in [cluster] if cluster else clusters.names(root):
         files = encrypted_files(root, name)
         if files:
             sops.updatekeys_all(files, keys.decryption_key(key_dir, name))
@@ -199,12 +201,12 @@ def _cluster_for_file(root: Path, path: Path) -> tuple[Path, str]:
         path = Path(root) / path
     if not path.is_file():
         raise SecretsError(f"{path}: no such file")
-    cluster = keys.cluster_of(root, path)
+    cluster = clusters.cluster_of(root, path)
     if cluster is None:
         raise SecretsError(
             f"{path} is not inside k8s/clusters/<cluster>/ of {root}; cannot tell whose key to use"
         )
-    keys.cluster_dir(root, cluster)
+    clusters.cluster_dir(root, cluster)
     return path, cluster
 
 

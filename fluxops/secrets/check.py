@@ -4,7 +4,7 @@ Findings: a file in the work tree that holds an age private key; a ``*.sops.yaml
 not encrypted; a ``kind: Secret`` outside a ``*.sops.yaml``;
 an encrypted file whose age recipients differ from its creation rule; a value under an encrypted key
 (``data``/``stringData`` or the file's own ``encrypted_regex``) that is not ``ENC[...]``, i.e. added
-after encryption. Run as ``invoke secrets.check`` or ``python -m fluxops.secrets_check [ROOT]``
+after encryption. Run as ``invoke secrets.check`` or ``python -m fluxops.secrets.check [ROOT]``
 (the pre-commit hook).
 """
 
@@ -21,14 +21,14 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from fluxops import sops_config
-from fluxops.keystore import SECRET_PREFIX
-from fluxops.manifests import SOPS_SUFFIX
-from fluxops.sops import metadata
+from fluxops.secrets import rules
+from fluxops.secrets.keystore import SECRET_PREFIX
+from fluxops.secrets.manifests import SOPS_SUFFIX
+from fluxops.secrets.sops import metadata
 
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".sandbox", ".tox", ".mypy_cache"}
 YAML_SUFFIXES = (".yaml", ".yml")
-DEFAULT_ENCRYPTED_REGEX = sops_config.ENCRYPTED_REGEX
+DEFAULT_ENCRYPTED_REGEX = rules.ENCRYPTED_REGEX
 # an age identity: bech32 of HRP "age-secret-key-", upper case ("1" separator, 58+ data characters)
 PRIVATE_KEY_RE = re.compile(re.escape(SECRET_PREFIX.encode()) + rb"1[02-9ACDEFGHJKLMNPQRSTUVWXYZ]{58}")
 MAX_SCAN_BYTES = 1 << 20
@@ -116,11 +116,11 @@ def check_file(root: Path, path: Path) -> list[Finding]:
     for trail in _plain_values(body, picks, _default_encrypted(meta), ""):
         findings.append(Finding(rel, f"plaintext value at {trail} (added after encryption); re-encrypt it"))
     have = sorted(str(i.get("recipient")) for i in meta.get("age") or [] if isinstance(i, dict))
-    rule = sops_config.rule_for(root, rel)
+    rule = rules.rule_for(root, rel)
     if rule is None:
         findings.append(Finding(rel, f"no creation rule in .sops.yaml matches this file (recipients {have})"))
     else:
-        want = sorted(sops_config.recipients(rule))
+        want = sorted(rules.recipients(rule))
         if have != want:
             findings.append(
                 Finding(
@@ -163,7 +163,7 @@ def check(root: Path) -> list[Finding]:
     root = Path(root).absolute()
     findings: list[Finding] = private_keys(root)
     for path in yaml_files(root):
-        if path.name == sops_config.CONFIG_NAME:
+        if path.name == rules.CONFIG_NAME:
             continue
         findings.extend(check_file(root, path))
     return sorted(findings)
@@ -172,7 +172,7 @@ def check(root: Path) -> list[Finding]:
 def main(argv: list[str] | None = None) -> int:
     """Command line: print findings, exit 1 if there are any."""
     parser = argparse.ArgumentParser(
-        prog="python -m fluxops.secrets_check", description=__doc__.splitlines()[0]
+        prog="python -m fluxops.secrets.check", description=__doc__.splitlines()[0]
     )
     parser.add_argument("root", nargs="?", default=".", help="repository root (default: current folder)")
     parser.add_argument("files", nargs="*", help="ignored: the whole repository is always checked")

@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 from ruamel.yaml import YAML
 
 from fluxops.errors import CommandError, SopsError
-from fluxops.keystore import atomic_write
-from fluxops.secret import Secret, reveal
+from fluxops.files import atomic_write
+from fluxops.masking import Secret, reveal
+from fluxops.secrets.rules import config_path
 from fluxops.shell import LocalShell, Result, local
-from fluxops.sops_config import config_path
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -29,10 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fluxops import keys, keystore, sops_config
+from fluxops import clusters
 from fluxops.errors import FluxopsError, KeyStoreError, RotationError
-from fluxops.secret_files import encrypted_files
-from fluxops.sops import KeySource, Sops, file_recipients, parallel
+from fluxops.files import atomic_write
+from fluxops.secrets import keystore, rules
+from fluxops.secrets.repository import encrypted_files
+from fluxops.secrets.sops import KeySource, Sops, file_recipients, parallel
 
 JOURNAL_VERSION = 1
 FAULT_AFTER_STEP = "FLUXOPS_FAULT_AFTER_STEP"  # test-only: N -> SIGKILL right after step N commits
@@ -139,7 +141,7 @@ class Journal:
             "rule_before": self.rule_before,
             "steps": self.steps,
         }
-        keystore.atomic_write(self.path, json.dumps(data, indent=2) + "\n")
+        atomic_write(self.path, json.dumps(data, indent=2) + "\n")
 
     def state(self, step: int) -> str:
         """``pending``, ``done`` or ``skipped``."""
@@ -174,7 +176,7 @@ class Rotation:
     def __post_init__(self) -> None:
         self.root = Path(self.root).absolute()
         self.key_dir = Path(self.key_dir)
-        keys.cluster_dir(self.root, self.cluster)
+        clusters.cluster_dir(self.root, self.cluster)
         self.sops = Sops(self.root)
         self.journal_file = journal_path(self.key_dir, self.cluster)
         self.current_file = keystore.key_path(self.key_dir, self.cluster)
@@ -259,7 +261,7 @@ class Rotation:
                 cluster=self.cluster,
                 key_file=str(self.pending_file),
             )
-        rule = sops_config.cluster_recipients(self.root, self.cluster)
+        rule = rules.cluster_recipients(self.root, self.cluster)
         if old.public not in rule:
             raise RotationError(
                 f"the key in {old.path} is not a recipient of cluster {self.cluster}'s .sops.yaml rule; "
@@ -332,7 +334,7 @@ class Rotation:
         return journal
 
     def _clean_temp_files(self) -> None:
-        tree = keys.cluster_dir(self.root, self.cluster)
+        tree = clusters.cluster_dir(self.root, self.cluster)
         for leftover in tree.rglob(".*.sops.yaml.*.tmp"):
             leftover.unlink(missing_ok=True)
 
@@ -378,7 +380,7 @@ class Rotation:
         assert journal.new_public
         old_key, _ = self._keys(journal)
         wanted = [*(r for r in journal.rule_before if r != journal.new_public), journal.new_public]
-        sops_config.set_cluster_recipients(self.root, self.cluster, wanted)
+        rules.set_cluster_recipients(self.root, self.cluster, wanted)
         new = journal.new_public
 
         def one(path: Path) -> bool:
@@ -404,7 +406,7 @@ class Rotation:
         old_key, new_key = self._keys(journal)
         old, new = journal.old_public, journal.new_public
         wanted = [*(r for r in journal.rule_before if r not in {old, new}), new]
-        sops_config.set_cluster_recipients(self.root, self.cluster, wanted)
+        rules.set_cluster_recipients(self.root, self.cluster, wanted)
 
         def one(path: Path) -> bool:
             have = file_recipients(path)
