@@ -1,1 +1,1 @@
-"""Secrets: age keys, the sops runner, .sops.yaml rules, secret manifests, the encrypted-file rule, rotation."""
+"""Secrets: age keys, sops runner, .sops.yaml rules, manifests, the encrypted-file rule, rotation."""

@@ -22,9 +22,9 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from fluxops.secrets import rules
+from fluxops.secrets.encrypted import inspect_text
 from fluxops.secrets.keystore import SECRET_PREFIX
 from fluxops.secrets.manifests import SOPS_SUFFIX
-from fluxops.secrets.sops import metadata
 
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".sandbox", ".tox", ".mypy_cache"}
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -105,8 +105,8 @@ def check_file(root: Path, path: Path) -> list[Finding]:
             return [Finding(rel, "kind: Secret outside a *.sops.yaml file (move it into one and encrypt it)")]
         return []
     findings: list[Finding] = []
-    meta = metadata(documents[0]) if len(documents) == 1 else None
-    if meta is None:
+    meta = inspect_text(path.read_text(), path).metadata if len(documents) == 1 else None
+    if not meta:
         return [Finding(rel, "not encrypted by sops (no sops metadata); run `invoke secrets.encrypt`")]
     body = {k: v for k, v in documents[0].items() if k != "sops"}
     try:

@@ -13,7 +13,8 @@ from fluxops.clusters import cluster_dir
 from fluxops.clusters import names as clusters
 from fluxops.errors import KeyStoreError
 from fluxops.secrets import keystore, rules
-from fluxops.secrets.sops import KeySource, environment_key, file_recipients, metadata, read_document
+from fluxops.secrets.sops import KeySource, environment_key
+from fluxops.secrets.walk import inspect_cluster
 
 
 @dataclass(frozen=True)
@@ -29,14 +30,14 @@ class Generated:
 
 def generate(root: Path, key_dir: Path, cluster: str, *, force: bool = False) -> Generated:
     """A new key for the cluster in the store, and its creation rule in ``.sops.yaml`` set to it."""
-    tree = cluster_dir(root, cluster)
+    cluster_dir(root, cluster)
     key, archived = keystore.generate(key_dir, cluster, force=force)
     changed = rules.set_cluster_recipients(root, cluster, [key.public])
-    stale = []
-    for path in sorted(tree.rglob("*.sops.yaml")):
-        meta = metadata(read_document(path))
-        if meta is not None and key.public not in file_recipients(path):
-            stale.append(path)
+    stale = [
+        i.path
+        for i in inspect_cluster(root, cluster)
+        if i.state == "encrypted" and key.public not in i.recipients
+    ]
     return Generated(cluster=cluster, key=key, archived=archived, config_changed=changed, stale=stale)
 
 

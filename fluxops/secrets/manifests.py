@@ -24,7 +24,8 @@ from fluxops.masking import Secret, reveal
 from fluxops.yamlstyle import round_trip
 
 PLACEHOLDER = "REPLACE_ME"
-SOPS_SUFFIX = ".sops.yaml"
+SOPS_SUFFIX = ".sops.yaml"  # what fluxops names a new secret file
+SOPS_SUFFIXES = (".sops.yaml", ".sops.yml")  # what it treats as a secret file by name
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
@@ -184,7 +185,7 @@ def referenced_secret_files(tree: Path) -> list[tuple[Path, Path]]:
     found: dict[Path, Path] = {}
     for kustomization in kustomizations(tree):
         for entry in resources(kustomization):
-            if entry.endswith(SOPS_SUFFIX) and "://" not in entry:
+            if entry.endswith(SOPS_SUFFIXES) and "://" not in entry:
                 target = Path(os.path.normpath(kustomization.parent / entry))
                 found.setdefault(target, kustomization)
     return sorted(found.items())

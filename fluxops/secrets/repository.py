@@ -15,9 +15,11 @@ from fluxops import clusters
 from fluxops.errors import SecretsError, SopsError
 from fluxops.files import atomic_write
 from fluxops.masking import Secret
-from fluxops.secrets import keys, keystore, manifests, rules
+from fluxops.secrets import keys, keystore, manifests, rules, walk
+from fluxops.secrets.encrypted import inspect
 from fluxops.secrets.manifests import SOPS_SUFFIX, SecretSpec
-from fluxops.secrets.sops import Sops, metadata, parallel, read_document
+from fluxops.secrets.sops import Sops, parallel
+from fluxops.secrets.walk import encrypted_files
 
 DEFAULT_FOLDER = "infrastructure-config"
 
@@ -28,14 +30,8 @@ def default_dest(root: Path, cluster: str, name: str) -> Path:
 
 
 def cluster_secret_files(root: Path, cluster: str) -> list[Path]:
-    """Every ``*.sops.yaml`` file in the cluster's tree, sorted."""
-    tree = clusters.cluster_dir(root, cluster)
-    return sorted(p for p in tree.rglob(f"*{SOPS_SUFFIX}") if p.is_file() and ".git" not in p.parts)
-
-
-def encrypted_files(root: Path, cluster: str) -> list[Path]:
-    """The cluster's ``*.sops.yaml`` files that sops has encrypted."""
-    return [p for p in cluster_secret_files(root, cluster) if metadata(read_document(p)) is not None]
+    """The cluster's files named as secrets by convention (``*.sops.yaml``, ``*.sops.yml``), sorted."""
+    return [p for p in walk.cluster_files(root, cluster) if p.name.endswith(manifests.SOPS_SUFFIXES)]
 
 
 def _check_rule_has_key(root: Path, key_dir: Path, cluster: str) -> None:
@@ -154,9 +150,10 @@ def scaffold(root: Path, key_dir: Path, cluster: str) -> list[Scaffolded]:
         fallback = path.name[: -len(SOPS_SUFFIX)] or "secret"
         header = ""
         if path.exists():
-            document = read_document(path)
+            found = inspect(path)
+            document = found.documents[0] if found.documents else None
             header = manifests.leading_comments(path.read_text())
-            if metadata(document) is None:
+            if found.state != "encrypted":
                 return Scaffolded(path, "plaintext", "not encrypted: run `invoke secrets.encrypt`")
             if sops.can_decrypt(path, key):
                 return Scaffolded(path, "ok")
@@ -214,7 +211,7 @@ def view(root: Path, key_dir: Path, path: Path) -> Secret:
     """The decrypted file, as a Secret (the caller decides to reveal it)."""
     root = Path(root).absolute()
     path, cluster = _cluster_for_file(root, path)
-    if metadata(read_document(path)) is None:
+    if inspect(path).state != "encrypted":
         raise SecretsError(f"{path} is not encrypted; run `invoke secrets.encrypt --cluster {cluster}` first")
     return Sops(root).decrypt(path, keys.decryption_key(key_dir, cluster))
 

@@ -33,8 +33,9 @@ from fluxops import clusters
 from fluxops.errors import FluxopsError, KeyStoreError, RotationError
 from fluxops.files import atomic_write
 from fluxops.secrets import keystore, rules
-from fluxops.secrets.repository import encrypted_files
-from fluxops.secrets.sops import KeySource, Sops, file_recipients, parallel
+from fluxops.secrets.encrypted import file_recipients
+from fluxops.secrets.sops import KeySource, Sops, parallel
+from fluxops.secrets.walk import encrypted_files
 
 JOURNAL_VERSION = 1
 FAULT_AFTER_STEP = "FLUXOPS_FAULT_AFTER_STEP"  # test-only: N -> SIGKILL right after step N commits

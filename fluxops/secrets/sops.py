@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ruamel.yaml import YAML
-
 from fluxops.errors import CommandError, SopsError
 from fluxops.files import atomic_write
 from fluxops.masking import Secret, reveal
+from fluxops.secrets.encrypted import file_recipients, inspect
 from fluxops.secrets.rules import config_path
 from fluxops.shell import LocalShell, Result, local
 
@@ -92,35 +91,6 @@ def environment_key(cluster: str) -> KeySource | None:
     if command:
         return KeySource(cluster, "$SOPS_AGE_KEY_CMD", {"SOPS_AGE_KEY_CMD": command})
     return None
-
-
-def _safe_yaml() -> YAML:
-    return YAML(typ="safe", pure=False)
-
-
-def read_document(path: Path) -> Any:
-    """A YAML file parsed (safe loader); None if empty; SopsError naming the file if unparsable."""
-    try:
-        return _safe_yaml().load(Path(path).read_text())
-    except FileNotFoundError:
-        raise SopsError(f"{path}: no such file", path=str(path)) from None
-    except Exception as exc:
-        raise SopsError(f"{path}: not valid YAML ({exc})", path=str(path)) from None
-
-
-def metadata(document: Any) -> dict[str, Any] | None:
-    """The ``sops:`` metadata block of a parsed document, if it has a real one (with a mac)."""
-    if isinstance(document, dict):
-        meta = document.get("sops")
-        if isinstance(meta, dict) and meta.get("mac"):
-            return meta
-    return None
-
-
-def file_recipients(path: Path) -> list[str]:
-    """The age recipients an encrypted file is wrapped for (from its readable metadata)."""
-    meta = metadata(read_document(path)) or {}
-    return [str(item.get("recipient")) for item in meta.get("age") or [] if isinstance(item, dict)]
 
 
 def parallel(func: Callable[[T], R], items: Sequence[T], *, workers: int | None = None) -> list[R]:
@@ -262,7 +232,7 @@ class Sops:
     def encrypt_file(self, path: Path) -> bool:
         """Encrypt a plaintext file in place (atomic rename); False if it was already encrypted."""
         path = Path(path)
-        if metadata(read_document(path)) is not None:
+        if inspect(path).state != "plaintext":
             return False
         result = self._run(["encrypt", str(path)], path=path)
         atomic_write(path, result.stdout, mode=path.stat().st_mode & 0o777)

@@ -11,7 +11,7 @@ import pytest
 
 from fluxops.errors import FluxopsError, KeyStoreError
 from fluxops.secrets import keys, keystore, rules
-from fluxops.secrets.sops import file_recipients
+from fluxops.secrets.encrypted import file_recipients
 from tests.unit.sops_testing import key_secret, make_repo, run_invoke, secret_yaml, write_encrypted
 
 

@@ -12,7 +12,8 @@ from fluxops.errors import FluxopsError, RotationError
 from fluxops.masking import Secret
 from fluxops.secrets import check as secrets_check
 from fluxops.secrets import keystore, rotation, rules
-from fluxops.secrets.sops import KeySource, Sops, file_recipients
+from fluxops.secrets.encrypted import file_recipients
+from fluxops.secrets.sops import KeySource, Sops
 from tests.unit.sops_testing import (
     decrypts_with,
     run_invoke,

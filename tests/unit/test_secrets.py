@@ -14,7 +14,8 @@ from fluxops import clusters
 from fluxops.errors import FluxopsError, SopsError
 from fluxops.secrets import check as secrets_check
 from fluxops.secrets import keystore, repository
-from fluxops.secrets.sops import Sops, file_recipients, metadata, read_document
+from fluxops.secrets.encrypted import file_recipients, is_encrypted
+from fluxops.secrets.sops import Sops
 from tests.unit.sops_testing import (
     REPO,
     decrypts_with,
@@ -49,7 +50,7 @@ def test_new_writes_only_ciphertext_and_references_it(repo: Path, key_dir: Path,
     path = repo / IC.format("lab") / "cloudflare.sops.yaml"
     assert done.path == path and done.added
     text = path.read_text()
-    assert metadata(read_document(path)) is not None
+    assert is_encrypted(path)
     for plain in ("tok-123456789", "me@example.org", "MIIBfake"):
         assert plain not in "".join(p.read_text(errors="replace") for p in repo.rglob("*") if p.is_file())
     assert "api-token: ENC[" in text and "name: cloudflare" in text

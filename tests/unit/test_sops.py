@@ -14,7 +14,8 @@ import pytest
 from fluxops.errors import FluxopsError, KeyStoreError, SopsError
 from fluxops.masking import reveal
 from fluxops.secrets import keys, keystore, repository, rotation, rules, sops
-from fluxops.secrets.sops import Sops, file_recipients, parallel
+from fluxops.secrets.encrypted import file_recipients
+from fluxops.secrets.sops import Sops, parallel
 from fluxops.shell import LocalShell
 from tests.unit.sops_testing import (
     decrypts_with,
