@@ -1,10 +1,20 @@
 """Loopback test hosts: real OpenSSH servers in their own mount, PID and UTS namespaces.
 
 Each host of a sandbox inventory gets an overlay of ``/`` with its own upper directory, so
-whatever a playbook writes stays inside that host; a fresh /proc, tmpfs on /run and /tmp, its
-own hostname, fresh host keys, and ``sshd -D`` listening on the host's loopback address.
-The client key and known_hosts entries go where the inventory's variables say. Only
-127.0.0.0/8 addresses are accepted: real hosts are never contacted from here.
+whatever a playbook writes to the file system stays inside that host; a fresh /proc, tmpfs on
+/run and /tmp, its own hostname, fresh host keys, and ``sshd -D`` listening on the host's
+loopback address. Only 127.0.0.0/8 addresses are accepted: real hosts are never contacted from
+here.
+
+What is not isolated: the network namespace is the machine's (a host's processes reach whatever
+the machine reaches, and its sshd listens on the machine's loopback), /dev is bind-mounted from the
+machine (its disks included), and users, IPC and cgroups are the machine's. A sandbox host runs as
+the machine's root: it keeps a playbook's file writes off the machine, it is not a security boundary.
+
+``up`` records in the state folder everything it creates (state.json, with a random id that the
+marker file ``.fluxops-sandbox`` repeats); ``down`` stops the recorded processes and deletes only
+what that record names, and only when the marker matches. The client key and known_hosts entries go
+where the inventory's variables say.
 """
 
 from __future__ import annotations
@@ -12,13 +22,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fluxops.errors import SandboxError
@@ -27,6 +39,9 @@ from fluxops.shell import local
 
 SSHD = "/usr/sbin/sshd"
 STATE_FILE = "state.json"
+MARKER_FILE = ".fluxops-sandbox"
+SSH_CONFIG_FILE = "ssh_config"
+HOSTS_DIR = "hosts"
 CONF_DIR = "etc/fluxops-sandbox"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
@@ -128,26 +143,91 @@ def check_hosts(hosts: Iterable[Host], inventory_path: Path) -> None:
         seen[where] = host.name
 
 
+@dataclass
+class Record:
+    """What ``up`` keeps in state.json: its id, what it created (written before creating it), its hosts."""
+
+    id: str | None
+    state_dirs: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+    host_dirs: list[str] = field(default_factory=list)
+    hosts: list[HostState] = field(default_factory=list)
+
+    @property
+    def created_state_dir(self) -> bool:
+        """Did ``up`` create the state folder itself (and so may remove it when it is empty)?"""
+        return bool(self.state_dirs)
+
+
+@dataclass(frozen=True)
+class Teardown:
+    """What ``down`` did: hosts stopped, paths removed, and why anything was kept."""
+
+    stopped: list[str]
+    removed: list[str]
+    kept: list[str]
+
+
 def _state_path(state_dir: Path) -> Path:
     return state_dir / STATE_FILE
 
 
-def read_state(state_dir: Path) -> list[HostState]:
-    """The hosts recorded by ``up`` (empty when none run)."""
+def read_record(state_dir: Path) -> Record | None:
+    """The record ``up`` wrote in ``state_dir`` (None when there is none)."""
     path = _state_path(state_dir)
     if not path.is_file():
-        return []
+        return None
     try:
-        return [HostState(**item) for item in json.loads(path.read_text())]
-    except (ValueError, TypeError) as exc:
+        data = json.loads(path.read_text())
+        if isinstance(data, list):  # written by an older fluxops: hosts only, no id
+            return Record(id=None, hosts=[HostState(**item) for item in data])
+        return Record(
+            id=str(data["id"]),
+            state_dirs=[str(p) for p in data["state_dirs"]],
+            created=[str(p) for p in data["created"]],
+            host_dirs=[str(p) for p in data["host_dirs"]],
+            hosts=[HostState(**item) for item in data["hosts"]],
+        )
+    except (ValueError, TypeError, KeyError) as exc:
         raise SandboxError(f"{path}: unreadable sandbox state ({exc}); remove it after checking ps") from None
 
 
-def _write_state(state_dir: Path, hosts: list[HostState]) -> None:
+def read_state(state_dir: Path) -> list[HostState]:
+    """The hosts recorded by ``up`` (empty when none run)."""
+    record = read_record(state_dir)
+    return record.hosts if record is not None else []
+
+
+def _write_record(state_dir: Path, record: Record) -> None:
     path = _state_path(state_dir)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([asdict(h) for h in hosts], indent=2))
+    tmp.write_text(json.dumps(asdict(record), indent=2))
     tmp.replace(path)
+
+
+def _owned(state_dir: Path, record: Record) -> bool:
+    """Is the marker in ``state_dir`` the one ``up`` wrote with ``record``?"""
+    marker = state_dir / MARKER_FILE
+    if record.id is None or marker.is_symlink() or not marker.is_file():
+        return False
+    return marker.read_text().strip() == record.id
+
+
+def _note(state_dir: Path, record: Record, *paths: Path) -> None:
+    """Record ``paths`` as created by ``up`` before creating them, so ``down`` finds them after a crash."""
+    record.created.extend(str(p) for p in paths if str(p) not in record.created)
+    _write_record(state_dir, record)
+
+
+def _make_dirs(directory: Path, state_dir: Path, record: Record) -> None:
+    """``mkdir -p`` that records each folder it creates."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for folder in reversed(missing):
+        _note(state_dir, record, folder)
+        folder.mkdir()
 
 
 def _start_time(pid: int) -> str | None:
@@ -290,7 +370,9 @@ def up(
         raise SandboxError("cannot start sandbox hosts: " + "; ".join(problems))
     hosts = list(inventory.hosts)
     check_hosts(hosts, inventory.path)
-    running = [h for h in read_state(state_dir) if _alive(h.sshd_pid, h.sshd_start)]
+    state_dir = state_dir.absolute()
+    previous = read_record(state_dir)
+    running = [h for h in (previous.hosts if previous else []) if _alive(h.sshd_pid, h.sshd_start)]
     if running:
         names = ", ".join(h.name for h in running)
         raise SandboxError(f"sandbox in {state_dir} already runs ({names}); run sandbox.down first")
@@ -301,20 +383,26 @@ def up(
             f"{h.address}:{h.port} (host {h.name}) is already in use; stop what listens there "
             "or give the sandbox inventory another ansible_port"
         )
-    state_dir.mkdir(parents=True, exist_ok=True)
-    client_keys = sorted({h.key_file for h in hosts if h.key_file is not None})
-    for key in client_keys:
-        if not key.is_file():
-            progress(f"client key {key}")
-            _keygen(key, "fluxops-sandbox-client")
-    client_pub = "".join(key.with_name(key.name + ".pub").read_text() for key in client_keys)
+    if previous is not None:
+        if not _owned(state_dir, previous):
+            raise SandboxError(
+                f"{_state_path(state_dir)} was not written by sandbox.up in this folder (no matching "
+                f"{MARKER_FILE}); run sandbox.down to stop what it records, then remove it yourself"
+            )
+        progress(f"removing what the previous sandbox created in {state_dir}")
+        for line in _remove_created(state_dir, previous)[1]:
+            progress(line)
+    _refuse_foreign(state_dir, hosts)
+    record = _start_record(state_dir)
+    client_pub = _client_keys(hosts, state_dir, record, progress)
     started: list[HostState] = []
     procs: list[tuple[Host, subprocess.Popen[bytes], Path]] = []
     try:
+        _make_dirs(state_dir / HOSTS_DIR, state_dir, record)
         for host in hosts:
-            directory = state_dir / "hosts" / host.name
-            if directory.exists():
-                shutil.rmtree(directory)
+            directory = state_dir / HOSTS_DIR / host.name
+            record.host_dirs.append(str(directory))
+            _write_record(state_dir, record)
             _prepare_host(host, directory, client_pub)
             progress(f"starting {host.name} on {host.address}:{host.port}")
             procs.append((host, _launch(host, directory), directory))
@@ -337,9 +425,14 @@ def up(
             assert host.known_hosts is not None
             known.setdefault(host.known_hosts, {})[_known_name(host)] = f"{pub[0]} {pub[1]}"
         for path, entries in known.items():
+            if not path.exists():
+                _make_dirs(path.parent, state_dir, record)
+                _note(state_dir, record, path)
             _write_known_hosts(path, entries)
+        _note(state_dir, record, ssh_config_path(state_dir))
         _write_ssh_config(state_dir, hosts)
-        _write_state(state_dir, started)
+        record.hosts = started
+        _write_record(state_dir, record)
     except BaseException:
         for _, proc, _ in procs:
             for child in _children(proc.pid):
@@ -348,6 +441,46 @@ def up(
             proc.wait()
         raise
     return started
+
+
+def _client_keys(hosts: list[Host], state_dir: Path, record: Record, progress: Callable[[str], None]) -> str:
+    """Generate (and record) the client keys that are missing; return their public keys."""
+    client_keys = sorted({h.key_file for h in hosts if h.key_file is not None})
+    for key in client_keys:
+        if not key.is_file():
+            progress(f"client key {key}")
+            _make_dirs(key.parent, state_dir, record)
+            _note(state_dir, record, key, key.with_name(key.name + ".pub"))
+            _keygen(key, "fluxops-sandbox-client")
+    return "".join(key.with_name(key.name + ".pub").read_text() for key in client_keys)
+
+
+def _refuse_foreign(state_dir: Path, hosts: list[Host]) -> None:
+    """Refuse to overwrite anything in ``state_dir`` that ``up`` would write but did not create."""
+    ours = [state_dir / STATE_FILE, state_dir / MARKER_FILE, ssh_config_path(state_dir)]
+    ours += [state_dir / HOSTS_DIR / h.name for h in hosts]
+    for path in ours:
+        if path.exists() or path.is_symlink():
+            raise SandboxError(
+                f"{path} exists and sandbox.up did not create it; remove it or choose another "
+                "sandbox folder (fluxops.sandbox.dir, INVOKE_FLUXOPS_SANDBOX_DIR)"
+            )
+
+
+def _start_record(state_dir: Path) -> Record:
+    """Create the state folder if needed, then the marker and a record of a new id."""
+    record = Record(id=uuid.uuid4().hex)
+    missing = []
+    folder = state_dir
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    state_dir.mkdir(parents=True, exist_ok=True)
+    record.state_dirs = [str(p) for p in reversed(missing)]
+    with (state_dir / MARKER_FILE).open("x") as marker:
+        marker.write(record.id + "\n")
+    _write_record(state_dir, record)
+    return record
 
 
 def _write_ssh_config(state_dir: Path, hosts: list[Host]) -> None:
@@ -365,12 +498,12 @@ def _write_ssh_config(state_dir: Path, hosts: list[Host]) -> None:
             f"  StrictHostKeyChecking yes\n"
             f"  LogLevel ERROR\n"
         )
-    (state_dir / "ssh_config").write_text("\n".join(blocks))
+    ssh_config_path(state_dir).write_text("\n".join(blocks))
 
 
 def ssh_config_path(state_dir: Path) -> Path:
     """Where ``up`` wrote the sandbox's ssh_config."""
-    return state_dir / "ssh_config"
+    return state_dir / SSH_CONFIG_FILE
 
 
 def status(state_dir: Path) -> list[HostStatus]:
@@ -408,10 +541,30 @@ def _wait_gone(pid: int, start: str | None, timeout: float) -> bool:
     return not _alive(pid, start)
 
 
-def down(state_dir: Path, *, progress: Callable[[str], None] = lambda _msg: None) -> list[str]:
-    """Stop exactly the processes ``up`` started (by PID) and remove the sandbox state."""
+def down(state_dir: Path, *, progress: Callable[[str], None] = lambda _msg: None) -> Teardown:
+    """Stop exactly the processes ``up`` started (by PID), then delete what it recorded creating.
+
+    Nothing is deleted unless the folder's marker matches the id in state.json: a folder that
+    ``up`` did not set up keeps every file, whatever its state.json says.
+    """
+    state_dir = state_dir.absolute()
+    record = read_record(state_dir)
+    if record is None:
+        return Teardown(stopped=[], removed=[], kept=[])
+    stopped = _stop(record.hosts, progress)
+    if not _owned(state_dir, record):
+        why = (
+            f"deleted nothing in {state_dir}: it has no {MARKER_FILE} matching its {STATE_FILE}, "
+            "so sandbox.up did not set it up"
+        )
+        return Teardown(stopped=stopped, removed=[], kept=[why])
+    removed, kept = _remove_created(state_dir, record)
+    return Teardown(stopped=stopped, removed=removed, kept=kept)
+
+
+def _stop(hosts: list[HostState], progress: Callable[[str], None]) -> list[str]:
     stopped = []
-    for host in read_state(state_dir):
+    for host in hosts:
         launcher_start = _start_time(host.launcher_pid)
         if _alive(host.sshd_pid, host.sshd_start):
             progress(f"stopping {host.name} (sshd pid {host.sshd_pid})")
@@ -423,15 +576,62 @@ def down(state_dir: Path, *, progress: Callable[[str], None] = lambda _msg: None
         if launcher_start is not None and not _wait_gone(host.launcher_pid, launcher_start, STOP_TIMEOUT):
             raise SandboxError(f"launcher of {host.name} (pid {host.launcher_pid}) did not exit")
         stopped.append(host.name)
-    _remove_state(state_dir)
     return stopped
 
 
-def _remove_state(state_dir: Path) -> None:
-    mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()]
-    prefix = str(state_dir.resolve()) + os.sep
-    leftover = [m for m in mounts if m.startswith(prefix)]
-    for mount in sorted(leftover, reverse=True):
-        local().run(["umount", "-l", mount], check=False)
-    if state_dir.exists():
-        shutil.rmtree(state_dir)
+def _remove_created(state_dir: Path, record: Record) -> tuple[list[str], list[str]]:
+    """Delete what ``record`` says ``up`` created, newest first; folders only when empty."""
+    removed: list[str] = []
+    kept: list[str] = []
+    for name in record.host_dirs:
+        directory = Path(name)
+        own_parent = os.path.realpath(directory.parent) == os.path.realpath(state_dir / HOSTS_DIR)
+        if not own_parent or directory.is_symlink():
+            kept.append(f"kept {directory}: not a host folder of {state_dir}")
+            continue
+        _unmount_under(directory)
+        if _mount_points_under(directory):
+            raise SandboxError(f"{directory} still has mounts under it; deleted nothing there (see mount)")
+        if directory.exists():
+            shutil.rmtree(directory)
+            removed.append(str(directory))
+    for name in reversed(record.created):
+        _remove_one(Path(name), removed, kept)
+    for path in (_state_path(state_dir), state_dir / MARKER_FILE):
+        path.unlink(missing_ok=True)
+        removed.append(str(path))
+    for name in reversed(record.state_dirs):
+        _remove_one(Path(name), removed, kept)
+    return removed, kept
+
+
+def _remove_one(path: Path, removed: list[str], kept: list[str]) -> None:
+    """Unlink a file, or remove a folder if it is empty (else say why it stays)."""
+    if path.is_dir() and not path.is_symlink():
+        try:
+            path.rmdir()
+        except OSError:
+            kept.append(f"kept {path}: it holds files sandbox.up did not create")
+            return
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+    else:
+        return
+    removed.append(str(path))
+
+
+def _mount_points_under(directory: Path) -> list[str]:
+    """Mount points (of this mount namespace) at or below ``directory``."""
+    root = os.path.realpath(directory)
+    points = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[1])
+        if point == root or point.startswith(root + os.sep):
+            points.append(point)
+    return points
+
+
+def _unmount_under(directory: Path) -> None:
+    """Lazily unmount whatever is left mounted in a recorded host folder (normally nothing)."""
+    for point in sorted(_mount_points_under(directory), reverse=True):
+        local().run(["umount", "-l", point], check=False)

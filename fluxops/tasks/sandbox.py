@@ -44,7 +44,11 @@ def status(c: Context) -> None:
 @task
 @user_errors
 def down(c: Context) -> None:
-    """Stop the sandbox hosts that sandbox.up started and remove their state."""
+    """Stop the sandbox hosts that sandbox.up started and delete only the files it created."""
     settings = config(c)
-    stopped = sandbox.down(settings.sandbox_dir, progress=_progress)
-    console.print(f"stopped {', '.join(stopped)}" if stopped else "no sandbox was running")
+    result = sandbox.down(settings.sandbox_dir, progress=_progress)
+    console.print(f"stopped {', '.join(result.stopped)}" if result.stopped else "no sandbox was running")
+    if result.removed:
+        console.print(f"removed {len(result.removed)} files and folders that sandbox.up created")
+    for line in result.kept:
+        console.print(f"[yellow]{line}[/]")
