@@ -93,6 +93,14 @@ class SecretsError(FluxopsError):
     """A secret manifest or kustomization cannot be written or read; names the file and the fix."""
 
 
+class PartialError(FluxopsError):
+    """A task that works file by file failed part-way; ``done`` lists what it had already finished."""
+
+    def __init__(self, message: str, *, done: list[object]) -> None:
+        self.done = done
+        super().__init__(message)
+
+
 class RotationError(FluxopsError):
     """A key rotation cannot start, continue or finish; names the cluster and the journal."""
 

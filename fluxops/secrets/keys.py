@@ -6,6 +6,7 @@ SOPS_AGE_KEY / SOPS_AGE_KEY_CMD), then the key store's ``<key_dir>/<cluster>.age
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,17 +29,98 @@ class Generated:
     stale: list[Path]
 
 
-def generate(root: Path, key_dir: Path, cluster: str, *, force: bool = False) -> Generated:
-    """A new key for the cluster in the store, and its creation rule in ``.sops.yaml`` set to it."""
-    cluster_dir(root, cluster)
-    key, archived = keystore.generate(key_dir, cluster, force=force)
-    changed = rules.set_cluster_recipients(root, cluster, [key.public])
-    stale = [
-        i.path
-        for i in inspect_cluster(root, cluster)
-        if i.state == "encrypted" and key.public not in i.recipients
+def live_recipients(root: Path, cluster: str, keep: set[str]) -> dict[str, list[Path]]:
+    """Rule recipients (other than ``keep`` and placeholders) with the cluster files encrypted to them."""
+    placeholders = rules.placeholder_recipients(root)
+    live = [r for r in rules.cluster_recipients(root, cluster) if r not in keep and r not in placeholders]
+    found = [i for i in inspect_cluster(root, cluster) if i.state == "encrypted"]
+    return {r: [i.path for i in found if r in i.recipients] for r in live}
+
+
+def _refuse_stranding(root: Path, cluster: str, keep: set[str], action: str) -> None:
+    """KeyStoreError when replacing the rule's recipients would strand files encrypted to them."""
+    stranded = {r: files for r, files in live_recipients(root, cluster, keep).items() if files}
+    if not stranded:
+        return
+    lines = [
+        f"- {r}: {len(files)} file(s), e.g. {files[0].relative_to(Path(root).absolute())}"
+        for r, files in stranded.items()
     ]
+    raise KeyStoreError(
+        f"refusing to {action}: the .sops.yaml rule of cluster {cluster} names a key that files are "
+        "still encrypted to:\n" + "\n".join(lines) + "\n"
+        f"If you hold that key, restore it: `invoke keys.import --cluster {cluster} FILE` (or point "
+        "SOPS_AGE_KEY_FILE at it). To add a new key anyway (the rule keeps the old recipient, so "
+        "nothing is stranded), pass --force.",
+        cluster=cluster,
+    )
+
+
+def _rule_after(root: Path, cluster: str, new: str, *, drop: set[str]) -> list[str]:
+    """The cluster's own rule's recipients with ``drop`` and placeholders removed and ``new`` first."""
+    placeholders = rules.placeholder_recipients(root)
+    kept = [r for r in rules.own_recipients(root, cluster) if r not in drop | placeholders | {new}]
+    return [new, *kept]
+
+
+def generate(root: Path, key_dir: Path, cluster: str, *, force: bool = False) -> Generated:
+    """A new key for the cluster in the store, and its creation rule in ``.sops.yaml`` pointing at it.
+
+    Without ``force`` it refuses to touch a cluster that has a key, or whose rule names a key files
+    are still encrypted to (placeholder keys and keys no file uses may be replaced). With ``force``
+    the old store key is archived (never deleted) and dropped from the rule; any other recipient
+    stays in the rule.
+    """
+    cluster_dir(root, cluster)
+    old_path = keystore.key_path(key_dir, cluster)
+    old_public = keystore.publics_in_file(old_path) if old_path.exists() else []
+    if not force:
+        _refuse_stranding(root, cluster, set(old_public), "generate a new key")
+    key, archived = keystore.generate(key_dir, cluster, force=force)
+    wanted = _rule_after(root, cluster, key.public, drop=set(old_public)) if force else [key.public]
+    changed = rules.set_cluster_recipients(root, cluster, wanted)
+    found = inspect_cluster(root, cluster)
+    stale = [i.path for i in found if i.state == "encrypted" and key.public not in i.recipients]
     return Generated(cluster=cluster, key=key, archived=archived, config_changed=changed, stale=stale)
+
+
+def import_key(root: Path, key_dir: Path, cluster: str, source: Path, *, force: bool = False) -> Generated:
+    """An existing age-keygen key becomes the cluster's key in the store (0600) and a rule recipient.
+
+    When the rule already names the key, the rule is left as it is. Otherwise the key is added to
+    the rule (placeholders dropped); if the rule names another key that files are encrypted to, that
+    needs ``force``, and the other recipient is kept.
+    """
+    cluster_dir(root, cluster)
+    publics = keystore.publics_in_file(Path(source).expanduser())
+    if len(publics) == 1 and publics[0] not in rules.cluster_recipients(root, cluster) and not force:
+        _refuse_stranding(root, cluster, set(publics), f"import {source} as the key of cluster {cluster}")
+    key, archived = keystore.import_key(key_dir, cluster, source, force=force)
+    changed = False
+    if key.public not in rules.cluster_recipients(root, cluster):
+        changed = rules.set_cluster_recipients(
+            root, cluster, _rule_after(root, cluster, key.public, drop=set())
+        )
+    found = inspect_cluster(root, cluster)
+    stale = [i.path for i in found if i.state == "encrypted" and key.public not in i.recipients]
+    return Generated(cluster=cluster, key=key, archived=archived, config_changed=changed, stale=stale)
+
+
+def held_recipients(key_dir: Path, cluster: str) -> set[str]:
+    """Public keys of every age identity the user holds for a cluster (derived in memory).
+
+    The key store's current, pending and archived keys of the cluster, the environment's
+    (SOPS_AGE_KEY_FILE, SOPS_AGE_KEY) and sops' default key file ($XDG_CONFIG_HOME/sops/age/keys.txt).
+    """
+    files = [keystore.key_path(key_dir, cluster), keystore.pending_path(key_dir, cluster)]
+    files += keystore.archived_keys(key_dir, cluster)
+    if os.environ.get("SOPS_AGE_KEY_FILE"):
+        files.append(Path(os.environ["SOPS_AGE_KEY_FILE"]).expanduser())
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    files.append(Path(config_home) / "sops" / "age" / "keys.txt")
+    held = {public for path in files if path.is_file() for public in keystore.publics_in_file(path)}
+    held.update(keystore.publics_in_text(os.environ.get("SOPS_AGE_KEY", "")))
+    return held
 
 
 @dataclass(frozen=True)
@@ -75,11 +157,34 @@ def show(root: Path, key_dir: Path, cluster: str | None = None) -> list[KeyInfo]
     return infos
 
 
-def decryption_key(key_dir: Path, cluster: str) -> KeySource:
-    """The key a sops call for this cluster decrypts with: explicit environment, else the key store."""
+def missing_key_message(root: Path | None, cluster: str, path: Path) -> str:
+    """What to do when the store has no key for a cluster: restore the key the rule names, or point at it."""
+    wanted = rules.cluster_recipients(root, cluster) if root is not None else []
+    placeholders = rules.placeholder_recipients(root) if root is not None else set()
+    live = [r for r in wanted if r not in placeholders]
+    if not live:
+        return (
+            f"no age key for cluster {cluster} at {path}, and its .sops.yaml rule names no key of yours yet; "
+            f"make one with `invoke keys.generate --cluster {cluster}`"
+        )
+    return (
+        f"no age key for cluster {cluster} at {path}. Its .sops.yaml rule encrypts to {', '.join(live)}: "
+        f"restore that key (`invoke keys.import --cluster {cluster} FILE`, from your backup) or point "
+        "SOPS_AGE_KEY_FILE at the file that holds it. Do not generate a new key for a cluster whose "
+        "secrets are already encrypted: the new key could not read them."
+    )
+
+
+def decryption_key(key_dir: Path, cluster: str, root: Path | None = None) -> KeySource:
+    """The key a sops call for this cluster decrypts with: explicit environment, else the key store.
+
+    With ``root``, a missing key's error names the recipient the cluster's rule expects.
+    """
     from_env = environment_key(cluster)
     if from_env is not None:
         return from_env
     path = keystore.key_path(key_dir, cluster)
+    if not path.exists():
+        raise KeyStoreError(missing_key_message(root, cluster, path), cluster=cluster, key_file=str(path))
     keystore.public_key(path, cluster=cluster)
     return KeySource.store_file(cluster, path)

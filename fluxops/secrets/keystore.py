@@ -44,6 +44,11 @@ def pending_path(key_dir: Path, cluster: str) -> Path:
     return Path(key_dir) / f"{cluster}{PENDING_SUFFIX}"
 
 
+def lock_path(key_dir: Path) -> Path:
+    """The lock that keeps two rotations or re-keys from running at once (any cluster, this key store)."""
+    return Path(key_dir) / "fluxops.lock"
+
+
 def archive_dir(key_dir: Path) -> Path:
     """Folder of retired keys (0700, files 0600)."""
     return Path(key_dir) / ARCHIVE_DIR
@@ -67,7 +72,12 @@ def public_key(path: Path, *, cluster: str | None = None) -> str:
     except FileNotFoundError:
         raise KeyStoreError(
             f"no age key for cluster {cluster or '?'} at {path}"
-            + (f"; create one with: invoke keys.generate --cluster {cluster}" if cluster else ""),
+            + (
+                f"; restore it (`invoke keys.import --cluster {cluster} FILE`) or, for a cluster with no "
+                f"secrets yet, `invoke keys.generate --cluster {cluster}`"
+                if cluster
+                else ""
+            ),
             cluster=cluster,
             key_file=str(path),
         ) from None
@@ -96,6 +106,25 @@ def public_key(path: Path, *, cluster: str | None = None) -> str:
             key_file=str(path),
         )
     return derived
+
+
+def publics_in_text(text: str) -> list[str]:
+    """The recipients of every age identity in a key file's text (derived in memory, never shown)."""
+    found = []
+    for match in _SECRET_RE.finditer(text):
+        try:
+            found.append(str(pyrage.x25519.Identity.from_str(match.group(1)).to_public()))
+        except Exception:
+            continue
+    return found
+
+
+def publics_in_file(path: Path) -> list[str]:
+    """The recipients of every age identity in a key file; empty if it cannot be read."""
+    try:
+        return publics_in_text(Path(path).read_text())
+    except (OSError, UnicodeDecodeError):
+        return []
 
 
 def load(key_dir: Path, cluster: str) -> AgeKey:
@@ -146,3 +175,48 @@ def archived_keys(key_dir: Path, cluster: str) -> list[Path]:
     """The cluster's retired key files, oldest first."""
     folder = archive_dir(key_dir)
     return sorted(folder.glob(f"{cluster}-*{KEY_SUFFIX}")) if folder.is_dir() else []
+
+
+def import_key(
+    key_dir: Path, cluster: str, source: Path, *, force: bool = False
+) -> tuple[AgeKey, Path | None]:
+    """Copy an age-keygen key file into the store as the cluster's key (0600, atomic).
+
+    The file must hold exactly one identity. An existing different key is archived with ``force``,
+    refused without; importing the key the store already has changes nothing.
+    """
+    source = Path(source).expanduser()
+    try:
+        text = source.read_text()
+    except OSError as exc:
+        raise KeyStoreError(
+            f"cannot read {source}: {exc.strerror}", cluster=cluster, key_file=str(source)
+        ) from None
+    publics = publics_in_text(text)
+    if len(publics) != 1:
+        what = "no age identity" if not publics else f"{len(publics)} age identities"
+        raise KeyStoreError(
+            f"{source} holds {what}; give a file with exactly one {SECRET_PREFIX}... line "
+            "(the age-keygen format)",
+            cluster=cluster,
+            key_file=str(source),
+        )
+    public = publics[0]
+    identity = pyrage.x25519.Identity.from_str(_SECRET_RE.search(text).group(1))  # type: ignore[union-attr]
+    path = key_path(key_dir, cluster)
+    archived: Path | None = None
+    if path.exists():
+        current = publics_in_file(path)
+        if current == [public]:
+            return AgeKey(path=path, public=public), None
+        if not force:
+            raise KeyStoreError(
+                f"cluster {cluster} already has a different key at {path} ({', '.join(current) or '?'}); "
+                "pass --force to archive it and import this one",
+                cluster=cluster,
+                key_file=str(path),
+            )
+        archived = archive(path, key_dir, cluster)
+    _ensure_dir(path.parent)
+    atomic_write(path, render(identity))
+    return AgeKey(path=path, public=public), archived

@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fluxops import clusters
-from fluxops.errors import SecretsError, SopsError
-from fluxops.files import atomic_write
+from fluxops.errors import PartialError, SecretsError, SopsError
+from fluxops.files import atomic_write, exclusive
 from fluxops.masking import Secret
 from fluxops.secrets import keys, keystore, manifests, rules, walk
 from fluxops.secrets.encrypted import inspect
 from fluxops.secrets.manifests import SOPS_SUFFIX, SecretSpec
-from fluxops.secrets.sops import Sops, parallel
-from fluxops.secrets.walk import encrypted_files
+from fluxops.secrets.sops import KeySource, Sops, parallel
 
 DEFAULT_FOLDER = "infrastructure-config"
 
@@ -128,68 +127,144 @@ def _write_encrypted(sops: Sops, plaintext: Secret, path: Path) -> None:
 
 @dataclass(frozen=True)
 class Scaffolded:
-    """One referenced secret file and what scaffold did with it."""
+    """One referenced secret file and what scaffold did with it.
+
+    ``ok`` decrypts with your key; ``written`` was missing or encrypted only to keys you do not hold
+    (placeholders written); ``kept`` is readable some other way or uses PGP/KMS keys (``--force``
+    replaces it); ``damaged`` and ``plaintext`` are never touched.
+    """
 
     path: Path
-    state: str  # "ok" (decryptable), "written" (missing or undecryptable: placeholders), "plaintext"
+    state: str
     reason: str = ""
 
 
-def scaffold(root: Path, key_dir: Path, cluster: str) -> list[Scaffolded]:
-    """Write placeholder secrets for every referenced ``*.sops.yaml`` that is missing or unreadable to us."""
+def _scaffold_one(
+    sops: Sops, key: KeySource, held: set[str], path: Path, kustomization: Path, force: bool
+) -> Scaffolded:
+    namespace = manifests.kustomization_namespace(kustomization) or "default"
+    fallback = path.name.split(".sops.")[0] or "secret"
+    document, header, reason = None, "", "missing"
+    if path.exists():
+        found = inspect(path)
+        if found.state == "plaintext":
+            return Scaffolded(path, "plaintext", "not encrypted: run `invoke secrets.encrypt`")
+        if found.state != "encrypted":
+            return Scaffolded(path, "damaged", found.problem)
+        if held & set(found.recipients):
+            verdict = sops.verify(path, key)
+            if verdict.state == "ok":
+                return Scaffolded(path, "ok")
+            return Scaffolded(path, "damaged", verdict.detail)  # your key, yet unreadable: never overwrite
+        if not found.age_only and not force:
+            kinds = ", ".join(found.key_services)
+            return Scaffolded(
+                path, "kept", f"encrypted to {kinds} keys, not managed here; --force replaces it"
+            )
+        if sops.can_decrypt(path, key) and not force:
+            return Scaffolded(path, "kept", "readable with a key you have; --force replaces its values")
+        document = found.documents[0] if found.documents else None
+        header = manifests.leading_comments(path.read_text())
+        reason = f"encrypted only to {', '.join(found.recipients) or 'keys'} you do not hold"
+    spec = manifests.readable_spec(
+        document, fallback_name=fallback, fallback_namespace=namespace, header=header
+    )
+    _write_encrypted(sops, spec.render(), path)
+    return Scaffolded(path, "written", reason)
+
+
+def scaffold(root: Path, key_dir: Path, cluster: str, *, force: bool = False) -> list[Scaffolded]:
+    """Placeholder secrets, to your key, for every referenced secret file that is missing or not yours.
+
+    A file is rewritten only when it is missing or its recipients (read from its metadata) include
+    no key you hold and you cannot decrypt it; a file to your key that does not decrypt is damaged
+    and reported, never rewritten.
+    """
     root = Path(root).absolute()
     tree = clusters.cluster_dir(root, cluster)
     _check_rule_has_key(root, key_dir, cluster)
-    key = keys.decryption_key(key_dir, cluster)
+    key = keys.decryption_key(key_dir, cluster, root)
+    held = keys.held_recipients(key_dir, cluster)
     sops = Sops(root)
     referenced = manifests.referenced_secret_files(tree)
-
-    def one(item: tuple[Path, Path]) -> Scaffolded:
-        path, kustomization = item
-        namespace = manifests.kustomization_namespace(kustomization) or "default"
-        fallback = path.name[: -len(SOPS_SUFFIX)] or "secret"
-        header = ""
-        if path.exists():
-            found = inspect(path)
-            document = found.documents[0] if found.documents else None
-            header = manifests.leading_comments(path.read_text())
-            if found.state != "encrypted":
-                return Scaffolded(path, "plaintext", "not encrypted: run `invoke secrets.encrypt`")
-            if sops.can_decrypt(path, key):
-                return Scaffolded(path, "ok")
-            reason = "encrypted to a key you do not hold"
-        else:
-            document, reason = None, "missing"
-        spec = manifests.readable_spec(
-            document, fallback_name=fallback, fallback_namespace=namespace, header=header
-        )
-        _write_encrypted(sops, spec.render(), path)
-        return Scaffolded(path, "written", reason)
-
-    return parallel(one, referenced)
+    return parallel(lambda item: _scaffold_one(sops, key, held, *item, force), referenced)
 
 
-def encrypt(root: Path, cluster: str | None = None) -> list[Path]:
-    """Encrypt every plaintext ``*.sops.yaml`` of one cluster or all; returns the files changed."""
+@dataclass(frozen=True)
+class Encrypted:
+    """What ``secrets.encrypt`` found: files it encrypted, and damaged ones it left alone."""
+
+    changed: list[Path]
+    damaged: list[tuple[Path, str]]
+
+
+def encrypt(root: Path, cluster: str | None = None) -> Encrypted:
+    """Encrypt every plaintext ``*.sops.yaml``/``*.sops.yml`` of one cluster or all, in place.
+
+    Encrypted files stay byte-identical; damaged ones (ciphertext without metadata) are reported and
+    never encrypted a second time.
+    """
     root = Path(root).absolute()
     names = [cluster] if cluster else clusters.names(root)
-    files = [path for name in names for path in cluster_secret_files(root, name)]
-    sops = Sops(root)
-    changed = parallel(sops.encrypt_file, files)
-    return [path for path, did in zip(files, changed, strict=True) if did]
-
-
-def rekey(root: Path, key_dir: Path, cluster: str | None = None) -> list[Path]:
-    """``sops updatekeys`` every encrypted file of one cluster or all, for the recipients .sops.yaml names."""
-    root = Path(root).absolute()
+    found = [inspect(path) for name in names for path in cluster_secret_files(root, name)]
+    todo = [i.path for i in found if i.state == "plaintext"]
+    damaged = [(i.path, i.problem) for i in found if i.state in ("damaged", "unparsable")]
     sops = Sops(root)
     done: list[Path] = []
-    for name in [cluster] if cluster else clusters.names(root):
-        files = encrypted_files(root, name)
-        if files:
-            sops.updatekeys_all(files, keys.decryption_key(key_dir, name))
-        done.extend(files)
-    return done
+
+    def one(path: Path) -> None:
+        sops.encrypt_file(path)
+        done.append(path)
+
+    try:
+        parallel(one, todo)
+    except SopsError as exc:
+        raise PartialError(str(exc), done=sorted(done)) from None
+    return Encrypted(changed=sorted(done), damaged=damaged)
+
+
+@dataclass(frozen=True)
+class Rekeyed:
+    """One encrypted file and what ``secrets.rekey`` did: ``updated``, ``unchanged`` or a problem."""
+
+    path: Path
+    outcome: str
+    detail: str = ""
+
+
+def rekey(root: Path, key_dir: Path, cluster: str | None = None) -> list[Rekeyed]:
+    """``sops updatekeys`` every encrypted file of one cluster or all, for the recipients .sops.yaml names.
+
+    Each file is verified first (its MAC, with the key you hold): a tampered or damaged file is
+    reported and never re-keyed, and neither is a file no creation rule matches. Holds the key
+    store's lock, so a rotation cannot run at the same time.
+    """
+    root = Path(root).absolute()
+    sops = Sops(root)
+    results: list[Rekeyed] = []
+    with exclusive(keystore.lock_path(key_dir), "secrets.rekey"):
+        for name in [cluster] if cluster else clusters.names(root):
+            found = walk.inspect_cluster(root, name)
+            results += [Rekeyed(i.path, "damaged", i.problem) for i in found if i.state == "damaged"]
+            files = [i.path for i in found if i.state == "encrypted"]
+            if not files:
+                continue
+            key = keys.decryption_key(key_dir, name, root)
+            verdicts = parallel(lambda path, key=key: sops.verify(path, key), files)
+            sound = []
+            for path, verdict in zip(files, verdicts, strict=True):
+                if verdict.state != "ok":
+                    results.append(Rekeyed(path, verdict.state, verdict.detail))
+                elif rules.rule_for(root, sops.relative(path)) is None:
+                    results.append(Rekeyed(path, "no-rule", "no creation rule in .sops.yaml matches it"))
+                else:
+                    sound.append(path)
+            try:
+                outcomes = sops.updatekeys_all(sound, key)
+            except SopsError as exc:
+                raise PartialError(str(exc), done=[]) from None
+            results += [Rekeyed(path, outcome) for path, outcome in outcomes.items()]
+    return sorted(results, key=lambda r: r.path)
 
 
 def _cluster_for_file(root: Path, path: Path) -> tuple[Path, str]:
@@ -213,7 +288,7 @@ def view(root: Path, key_dir: Path, path: Path) -> Secret:
     path, cluster = _cluster_for_file(root, path)
     if inspect(path).state != "encrypted":
         raise SecretsError(f"{path} is not encrypted; run `invoke secrets.encrypt --cluster {cluster}` first")
-    return Sops(root).decrypt(path, keys.decryption_key(key_dir, cluster))
+    return Sops(root).decrypt(path, keys.decryption_key(key_dir, cluster, root))
 
 
 def edit(root: Path, key_dir: Path, path: Path) -> int:

@@ -1,19 +1,24 @@
 """Key rotation for one cluster, in seven journaled steps that survive a crash.
 
 1. generate the new key (``<cluster>.pending.agekey``, 0600);
-2. old + new key as recipients in ``.sops.yaml``; ``sops updatekeys -y`` every file;
-3. both keys into the cluster's ``sops-age`` secret (unless offline);
+2. old + new key as recipients in ``.sops.yaml``; ``sops updatekeys -y`` every file (on staged
+   copies, renamed into place), ``sops rotate --add-age`` for a file no creation rule matches;
+3. both keys into the cluster's ``sops-age`` secret (unless offline) - if that cannot be done the
+   rotation stops here, before any file loses the old key the cluster still decrypts with;
 4. ``.sops.yaml`` without the old key; ``sops rotate --rm-age OLD`` every file (a new data key);
 5. verify: every file decrypts with the new key alone and not with the old one;
 6. the new key alone into the cluster (unless offline);
 7. archive the old key (0600); the pending key becomes ``<cluster>.agekey``.
 
-``sops rotate`` alone never adds a recipient (sops#365, #901), hence step 2 before step 4. Every
+Every encrypted file of the cluster takes part, whatever its name (the content decides:
+:mod:`fluxops.secrets.encrypted`); a file that is damaged or fails its MAC stops the rotation before
+it starts. ``sops rotate`` alone never adds a recipient (sops#365, #901), hence step 2 before step 4. Every
 step is idempotent over files: a file that already has the new recipient is skipped in step 2, a
 file without the old recipient in step 4, so a crash between two files loses nothing. The journal
 ``<key_dir>/<cluster>.rotation.json`` (0600, written atomically) holds step states and public keys
 only. At every moment each file is readable by the old key, the new key or both, and the operator
-holds both until the old one is archived (still held, in the archive).
+holds both until the old one is archived (still held, in the archive). One lock in the key store
+keeps two rotations or re-keys from running at once.
 """
 
 from __future__ import annotations
@@ -21,8 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import signal
-import tempfile
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,21 +35,19 @@ from typing import Any
 
 from fluxops import clusters
 from fluxops.errors import FluxopsError, KeyStoreError, RotationError
-from fluxops.files import atomic_write
-from fluxops.secrets import keystore, rules
+from fluxops.files import atomic_write, exclusive
+from fluxops.secrets import keystore, rules, staging
 from fluxops.secrets.encrypted import file_recipients
 from fluxops.secrets.sops import KeySource, Sops, parallel
-from fluxops.secrets.walk import encrypted_files
+from fluxops.secrets.walk import encrypted_files, inspect_cluster
 
 JOURNAL_VERSION = 1
-FAULT_AFTER_STEP = "FLUXOPS_FAULT_AFTER_STEP"  # test-only: N -> SIGKILL right after step N commits
-FAULT_IN_STEP = "FLUXOPS_FAULT_IN_STEP"  # test-only: "N:K" -> SIGKILL after K files of step N (2 or 4)
-PUSH_UNAVAILABLE = "skipped: cluster push is not available yet; pass --offline to silence"
+PUSH_UNAVAILABLE = "putting keys into a cluster is not available yet (it comes with bootstrap)"
 
 STEPS: dict[int, str] = {
     1: "generate the new key (pending, 0600)",
     2: "make old and new key recipients in .sops.yaml and `sops updatekeys -y` every file",
-    3: "put both keys in the cluster's sops-age secret (over SSH, stdin only)",
+    3: "put both keys in the cluster's sops-age secret (over SSH, stdin only); stop here if that fails",
     4: "new data keys (`sops rotate`) with only the new key as recipient",
     5: "verify every file decrypts with the new key alone and not with the old one",
     6: "put the new key alone in the cluster's sops-age secret",
@@ -54,6 +56,16 @@ STEPS: dict[int, str] = {
 ONLINE_STEPS = (3, 6)
 
 Report = Callable[[str], None]
+StepHook = Callable[[int], None]
+FileHook = Callable[[int, int], None]
+
+
+def _no_step(step: int) -> None:
+    pass
+
+
+def _no_file(step: int, files_done: int) -> None:
+    pass
 
 
 class PushUnavailable(FluxopsError):
@@ -68,16 +80,6 @@ def push_keys(cluster: str, key_files: list[Path]) -> str:
     --dry-run=client -o yaml | kubectl apply -f -`` on a node of the cluster. Not available yet.
     """
     raise PushUnavailable(PUSH_UNAVAILABLE)
-
-
-def _fault(step: int, files_done: int | None = None) -> None:
-    """Test-only crash point: the process kills itself with SIGKILL (no cleanup, no journal update)."""
-    if files_done is None:
-        hit = os.environ.get(FAULT_AFTER_STEP) == str(step)
-    else:
-        hit = os.environ.get(FAULT_IN_STEP) == f"{step}:{files_done}"
-    if hit:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _now() -> str:
@@ -173,6 +175,8 @@ class Rotation:
     offline: bool = False
     push: Callable[[str, list[Path]], str] = push_keys
     report: Report = print
+    on_step: StepHook = _no_step  # observers: called after a step is committed ...
+    on_file: FileHook = _no_file  # ... and after each file a step changed (step, files so far)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).absolute()
@@ -211,6 +215,8 @@ class Rotation:
             state = active.state(number) if active is not None else "pending"
             if number in ONLINE_STEPS and (self.offline or (active is not None and active.offline)):
                 text += " - skipped (--offline)"
+            elif number in ONLINE_STEPS:
+                text += " - needs the cluster; without it the rotation stops here (or pass --offline)"
             lines.append(f"  [{state:>7}] {number}. {text}")
         return lines
 
@@ -265,10 +271,11 @@ class Rotation:
         rule = rules.cluster_recipients(self.root, self.cluster)
         if old.public not in rule:
             raise RotationError(
-                f"the key in {old.path} is not a recipient of cluster {self.cluster}'s .sops.yaml rule; "
-                "fix the rule (or `invoke secrets.scaffold`) before rotating",
+                f"the key in {old.path} is not a recipient of cluster {self.cluster}'s .sops.yaml rule "
+                f"({', '.join(rule) or 'no rule'}); fix the rule before rotating",
                 cluster=self.cluster,
             )
+        self._refuse_unsound_files(old.path)
         strangers = [
             path
             for path in encrypted_files(self.root, self.cluster)
@@ -278,8 +285,8 @@ class Rotation:
             names = "\n".join(f"- {self.sops.relative(p)}" for p in strangers)
             raise RotationError(
                 f"these files of cluster {self.cluster} are not encrypted to the key in {old.path}, so they "
-                f"cannot be re-keyed (run `invoke secrets.scaffold --cluster {self.cluster}` first):"
-                f"\n{names}",
+                f"cannot be re-keyed; encrypt them to it first (`SOPS_AGE_KEY_FILE=<their key> invoke "
+                f"secrets.rekey --cluster {self.cluster}`):\n{names}",
                 cluster=self.cluster,
             )
         journal = Journal(
@@ -296,11 +303,17 @@ class Rotation:
     def run(self, *, resume: bool = False) -> Journal:
         """Run (or resume) the rotation to the end; returns the finished journal."""
         self._refuse_env_keys()
-        journal = self._start(resume)
-        self._clean_temp_files()
-        with tempfile.TemporaryDirectory(prefix="fluxops-rotation-") as empty:
-            self._empty_home = Path(empty)
-            return self._run_steps(journal)
+        with exclusive(keystore.lock_path(self.key_dir), f"keys.rotate --cluster {self.cluster}"):
+            journal = self._start(resume)
+            self._clean_temp_files()
+            home = self.key_dir / f".{self.cluster}.rotation-home"  # made anew by every run
+            shutil.rmtree(home, ignore_errors=True)
+            home.mkdir(mode=0o700, parents=True)
+            self._empty_home = home
+            try:
+                return self._run_steps(journal)
+            finally:
+                shutil.rmtree(home, ignore_errors=True)
 
     def _run_steps(self, journal: Journal) -> Journal:
         steps = {
@@ -319,10 +332,12 @@ class Rotation:
             self.report(f"step {number}: {STEPS[number]}")
             outcome = action(journal)
             state, detail = outcome if isinstance(outcome, tuple) else ("done", outcome or "")
+            if state == "stopped":
+                raise self._stopped(number, detail)
             journal.commit(number, state, detail)
             if detail:
                 self.report(f"step {number}: {detail}")
-            _fault(number)
+            self.on_step(number)
         journal.finished = _now()
         journal.save()
         self.report(f"rotation of cluster {self.cluster} finished; new key {journal.new_public}")
@@ -334,10 +349,50 @@ class Rotation:
         self.report(f"commit the result: git add .sops.yaml k8s/clusters/{self.cluster} && git commit")
         return journal
 
+    def _stopped(self, step: int, detail: str) -> RotationError:
+        resume = f"invoke keys.rotate --cluster {self.cluster} --resume"
+        if step == 3:
+            why = (
+                f"rotation of cluster {self.cluster} stopped before step 4: {detail}. Every file is still "
+                "readable by the old and the new key, so the cluster keeps decrypting what is committed. "
+                f"Once the cluster can be reached, continue with `{resume}`; or put both keys "
+                f"({self.current_file}, {self.pending_file}) into its flux-system/sops-age secret yourself "
+                "(data keys ending in .agekey) and continue with `--resume --offline`."
+            )
+        else:
+            why = (
+                f"rotation of cluster {self.cluster} stopped at step {step}: {detail}. The files are "
+                "encrypted to the new key only and the cluster holds both keys, so it keeps decrypting. "
+                f"Continue with `{resume}` to leave only the new key in the cluster (or `--resume "
+                "--offline` once you have done that yourself)."
+            )
+        return RotationError(why, cluster=self.cluster, journal=str(self.journal_file))
+
+    def _refuse_unsound_files(self, old_key_file: Path) -> None:
+        """Refuse to start while a file of the cluster is damaged or fails its MAC with the old key."""
+        found = inspect_cluster(self.root, self.cluster)
+        problems = [f"- {self.sops.relative(i.path)}: {i.problem}" for i in found if i.state == "damaged"]
+        key = KeySource.store_file(self.cluster, old_key_file)
+        encrypted = [i.path for i in found if i.state == "encrypted"]
+        for path, verdict in zip(
+            encrypted, parallel(lambda p: self.sops.verify(p, key), encrypted), strict=True
+        ):
+            if verdict.state in ("tampered", "double"):
+                problems.append(f"- {self.sops.relative(path)}: {verdict.detail}")
+        if problems:
+            raise RotationError(
+                f"rotation of cluster {self.cluster} refused; these files are damaged and would be "
+                "re-keyed as they are:\n" + "\n".join(problems),
+                cluster=self.cluster,
+            )
+
     def _clean_temp_files(self) -> None:
+        """Remove what a killed run left: atomic_write temp files and staging copies (never originals)."""
         tree = clusters.cluster_dir(self.root, self.cluster)
-        for leftover in tree.rglob(".*.sops.yaml.*.tmp"):
-            leftover.unlink(missing_ok=True)
+        for leftover in tree.rglob(".*.tmp"):
+            if ".sops." in leftover.name:
+                leftover.unlink(missing_ok=True)
+        staging.remove_leftovers(self.root)
 
     def _keys(self, journal: Journal) -> tuple[KeySource, KeySource]:
         old_file = self.current_file
@@ -352,9 +407,9 @@ class Rotation:
             KeySource.store_file(self.cluster, self.pending_file, empty_home=self._empty_home),
         )
 
-    def _counted(self, step: int, func: Callable[[Path], bool]) -> Callable[[Path], bool]:
+    def _counted(self, step: int, func: Callable[[Path], bool], *, start: int = 0) -> Callable[[Path], bool]:
         lock = threading.Lock()
-        count = 0
+        count = start
 
         def wrapped(path: Path) -> bool:
             nonlocal count
@@ -362,7 +417,7 @@ class Rotation:
             if changed:
                 with lock:
                     count += 1
-                    _fault(step, count)
+                    self.on_file(step, count)
             return changed
 
         return wrapped
@@ -383,24 +438,35 @@ class Rotation:
         wanted = [*(r for r in journal.rule_before if r != journal.new_public), journal.new_public]
         rules.set_cluster_recipients(self.root, self.cluster, wanted)
         new = journal.new_public
+        files = encrypted_files(self.root, self.cluster)
+        todo = [p for p in files if new not in file_recipients(p)]
+        ruled = [p for p in todo if rules.rule_for(self.root, self.sops.relative(p)) is not None]
+        count = 0
+        lock = threading.Lock()
 
-        def one(path: Path) -> bool:
-            if new in file_recipients(path):
-                return False
-            self.sops.updatekeys(path, old_key)
+        def done(_path: Path, outcome: str) -> None:
+            nonlocal count
+            if outcome == "updated":
+                with lock:
+                    count += 1
+                    self.on_file(2, count)
+
+        self.sops.updatekeys_all(ruled, old_key, on_file=done)
+
+        def add(path: Path) -> bool:  # no creation rule matches: add the recipient by hand
+            self.sops.rotate(path, old_key, add=[new])
             return True
 
-        files = encrypted_files(self.root, self.cluster)
-        changed = parallel(self._counted(2, one), files)
-        return f"{sum(changed)} of {len(files)} file(s) re-wrapped for old + new key"
+        parallel(self._counted(2, add, start=count), [p for p in todo if p not in ruled])
+        return f"{len(todo)} of {len(files)} file(s) re-wrapped for old + new key"
 
     def _push(self, journal: Journal, key_files: list[Path]) -> tuple[str, str]:
         if journal.offline:
             return "skipped", "offline"
         try:
             return "done", self.push(self.cluster, key_files)
-        except PushUnavailable as exc:
-            return "skipped", str(exc)
+        except FluxopsError as exc:
+            return "stopped", f"the keys could not be put into the cluster ({exc})"
 
     def _rotate(self, journal: Journal) -> str:
         assert journal.new_public

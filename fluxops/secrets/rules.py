@@ -19,6 +19,7 @@ from fluxops.yamlstyle import round_trip
 
 CONFIG_NAME = ".sops.yaml"
 ENCRYPTED_REGEX = "^(data|stringData)$"
+_RECIPIENT_RE = re.compile(r"\bage1[02-9ac-hj-np-z]{58}\b")
 
 
 def config_path(root: Path) -> Path:
@@ -28,12 +29,31 @@ def config_path(root: Path) -> Path:
 
 def cluster_regex(cluster: str) -> str:
     """The path_regex fluxops writes for a cluster: its secret files under ``k8s/clusters/<cluster>/``."""
-    return rf"k8s/clusters/{re.escape(cluster)}/.*\.sops\.yaml$"
+    return rf"k8s/clusters/{re.escape(cluster)}/.*\.sops\.ya?ml$"
 
 
 def sample_path(cluster: str) -> str:
     """A path inside the cluster's tree, to ask which rule would apply there."""
     return f"k8s/clusters/{cluster}/infrastructure-config/example.sops.yaml"
+
+
+def placeholder_recipients(root: Path) -> set[str]:
+    """Recipients ``.sops.yaml`` marks with a ``# placeholder`` comment on their line.
+
+    The shipped tree is encrypted to throw-away keys whose private halves were deleted
+    (docs/secrets.md); replacing those is always safe, replacing any other recipient is not.
+    """
+    path = config_path(root)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return set()
+    found: set[str] = set()
+    for line in text.splitlines():
+        code, hash_, comment = line.partition("#")
+        if hash_ and re.search(r"\bplaceholder\b", comment, re.IGNORECASE):
+            found.update(_RECIPIENT_RE.findall(code))
+    return found
 
 
 def _load(path: Path) -> CommentedMap:
@@ -95,6 +115,13 @@ def cluster_recipients(root: Path, cluster: str) -> list[str]:
     return recipients(rule_for(root, sample_path(cluster)))
 
 
+def own_recipients(root: Path, cluster: str) -> list[str]:
+    """The recipients of the cluster's own rule (not of a catch-all that happens to match), if it has one."""
+    creation_rules = rules(root)
+    index = _own_rule_index(creation_rules, cluster)
+    return recipients(creation_rules[index]) if index is not None else []
+
+
 def _own_rule_index(creation_rules: list[Any], cluster: str) -> int | None:
     prefix = f"k8s/clusters/{cluster}/"
     for index, rule in enumerate(creation_rules):
@@ -126,6 +153,7 @@ def set_cluster_recipients(root: Path, cluster: str, age: list[str]) -> bool:
         if recipients(rule) == age:
             return False
         rule["age"] = age_value
+        rule.ca.items.pop("age", None)  # a comment on the old value (e.g. "placeholder") is not the new one's
         if "encrypted_regex" not in rule and not any(
             k.endswith("_regex") and k != "path_regex" for k in rule
         ):

@@ -22,8 +22,9 @@ from typing import Any, TypeVar
 from fluxops.errors import CommandError, SopsError
 from fluxops.files import atomic_write
 from fluxops.masking import Secret, reveal
-from fluxops.secrets.encrypted import file_recipients, inspect
+from fluxops.secrets.encrypted import RESTORE, double_encrypted, file_recipients, inspect, inspect_text
 from fluxops.secrets.rules import config_path
+from fluxops.secrets.staging import Staging
 from fluxops.shell import LocalShell, Result, local
 
 T = TypeVar("T")
@@ -31,6 +32,7 @@ R = TypeVar("R")
 
 TIMEOUT = 120.0
 BATCH = 25  # files per sops process for updatekeys: amortises its start-up, keeps cores busy
+MAC_MARKERS = ("MAC mismatch", "Cannot decrypt MAC", "Could not decrypt MAC")
 _NO_KEY_MARKERS = ("Failed to get the data key", "no identity matched", "failed to load age identities")
 
 
@@ -93,8 +95,20 @@ def environment_key(cluster: str) -> KeySource | None:
     return None
 
 
+def files_failed(failures: Sequence[tuple[Path | str, SopsError]], total: int) -> SopsError:
+    """One error naming every failing file ("N of TOTAL files failed"), or the only one as it is."""
+    if len(failures) == 1:
+        return failures[0][1]
+    first = failures[0][1]
+    return SopsError(
+        f"{len(failures)} of {total} files failed:\n" + "\n".join(f"- {exc}" for _, exc in failures),
+        cluster=first.cluster,
+        key_file=first.key_file,
+    )
+
+
 def parallel(func: Callable[[T], R], items: Sequence[T], *, workers: int | None = None) -> list[R]:
-    """``func`` over ``items`` on a thread pool bounded by the cores; results in input order.
+    """``func`` over ``items`` (files) on a thread pool bounded by the cores; results in input order.
 
     Every item runs even if some fail; the failures are raised together as one SopsError.
     """
@@ -102,25 +116,31 @@ def parallel(func: Callable[[T], R], items: Sequence[T], *, workers: int | None 
         return []
     size = max(1, min(workers or os.cpu_count() or 1, len(items)))
     results: list[Any] = [None] * len(items)
-    failures: list[str] = []
-    first: SopsError | None = None
+    failures: list[tuple[str, SopsError]] = []
     with ThreadPoolExecutor(max_workers=size) as pool:
         futures = [pool.submit(func, item) for item in items]
         for index, future in enumerate(futures):
             try:
                 results[index] = future.result()
             except SopsError as exc:
-                failures.append(str(exc))
-                first = first or exc
+                failures.append((str(items[index]), exc))
     if failures:
-        if len(failures) == 1 and first is not None:
-            raise first
-        raise SopsError(
-            f"{len(failures)} of {len(items)} files failed:\n" + "\n".join(f"- {f}" for f in failures),
-            cluster=first.cluster if first else None,
-            key_file=first.key_file if first else None,
-        )
+        raise files_failed(failures, len(items))
     return results
+
+
+def first_error_line(stderr: str) -> str:
+    """sops' own first line of explanation (its later lines repeat it or list key groups)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return lines[0] if lines else "sops failed without a message"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What decrypting a file said: ``ok``, ``tampered``, ``double``, ``no-key`` or ``error``."""
+
+    state: str
+    detail: str = ""
 
 
 @dataclass
@@ -155,15 +175,15 @@ class Sops:
         stdin: str | bytes | Secret | None = None,
         check: bool = True,
         path: Path | None = None,
+        staging: Staging | None = None,
     ) -> Result:
         env: dict[str, str | Secret] = {"SOPS_DISABLE_VERSION_CHECK": "1"}
         if key is not None:
             env.update(key.env)
-        argv = [binary(), "--config", str(self.config), *args]
+        config, cwd = (staging.config, staging.dir) if staging else (self.config, self.root)
+        argv = [binary(), "--config", str(config), *args]
         try:
-            return self.shell.run(
-                argv, stdin=stdin, env=env, cwd=self.root, timeout=self.timeout, check=check
-            )
+            return self.shell.run(argv, stdin=stdin, env=env, cwd=cwd, timeout=self.timeout, check=check)
         except CommandError as exc:
             raise self._explain(exc, key, path) from None
 
@@ -209,6 +229,22 @@ class Sops:
         result = self._run(["decrypt", str(path)], key=key, path=path, check=False)
         return result.rc == 0
 
+    def verify(self, path: Path, key: KeySource) -> Verdict:
+        """Decrypt the file in memory and say whether it is whole: MAC, key, not encrypted twice."""
+        result = self._run(["decrypt", str(path)], key=key, path=path, check=False)
+        if result.rc == 0:
+            if double_encrypted(result.stdout):
+                return Verdict("double", "decrypts to sops ciphertext: it was encrypted twice; " + RESTORE)
+            return Verdict("ok")
+        detail = first_error_line(result.stderr)
+        if any(marker in result.stderr for marker in MAC_MARKERS):
+            return Verdict(
+                "tampered", f"its MAC does not verify ({detail}): it was changed without sops; " + RESTORE
+            )
+        if any(marker in result.stderr for marker in _NO_KEY_MARKERS):
+            return Verdict("no-key", f"the key in {key.key_file} cannot decrypt it ({detail})")
+        return Verdict("error", detail)
+
     # -- changing files ---------------------------------------------------------------------
 
     def encrypt_text(self, plaintext: str | Secret, dest: Path) -> str:
@@ -238,27 +274,76 @@ class Sops:
         atomic_write(path, result.stdout, mode=path.stat().st_mode & 0o777)
         return True
 
-    def updatekeys(self, path: Path, key: KeySource) -> None:
-        """Re-wrap the file's data key for the recipients its creation rule names now."""
-        self._run(["updatekeys", "-y", str(path)], key=key, path=path)
+    def updatekeys_all(
+        self,
+        paths: Sequence[Path],
+        key: KeySource,
+        *,
+        batch: int = BATCH,
+        on_file: Callable[[Path, str], None] | None = None,
+    ) -> dict[Path, str]:
+        """Re-wrap each file's data key for the recipients its creation rule names now.
 
-    def updatekeys_batch(self, paths: Sequence[Path], key: KeySource) -> None:
-        """``updatekeys`` for several files in one sops process; on failure, file by file to name it."""
-        if len(paths) == 1:
-            self.updatekeys(paths[0], key)
-            return
-        try:
-            self._run(["updatekeys", "-y", *map(str, paths)], key=key)
-        except SopsError:
-            for path in paths:  # idempotent: files already done are "up to date"
-                self.updatekeys(path, key)
-
-    def updatekeys_all(self, paths: Sequence[Path], key: KeySource, *, batch: int = BATCH) -> None:
-        """``updatekeys`` for many files: batches of at most ``batch`` files, in parallel over the cores."""
+        sops works on staged copies (:mod:`fluxops.secrets.staging`), in batches of at most ``batch``
+        files per process, in parallel over the cores; each finished copy replaces its original
+        atomically, then ``on_file(path, outcome)`` is called. Returns ``updated`` or ``unchanged``
+        per file; every failing file is named in one SopsError, after the others are done.
+        """
+        if not paths:
+            return {}
         workers = os.cpu_count() or 1
         size = max(1, min(batch, -(-len(paths) // workers)))
         chunks = [list(paths[i : i + size]) for i in range(0, len(paths), size)]
-        parallel(lambda chunk: self.updatekeys_batch(chunk, key), chunks)
+        with Staging(self.root) as staging:
+            outcomes = [
+                o
+                for chunk in parallel(lambda c: self._updatekeys_chunk(c, key, staging, on_file), chunks)
+                for o in chunk
+            ]
+        failures = [(p, o) for p, o in outcomes if isinstance(o, SopsError)]
+        if failures:
+            raise files_failed(failures, len(paths))
+        return {p: str(o) for p, o in outcomes}
+
+    def _updatekeys_chunk(
+        self,
+        paths: list[Path],
+        key: KeySource,
+        staging: Staging,
+        on_file: Callable[[Path, str], None] | None,
+    ) -> list[tuple[Path, str | SopsError]]:
+        before = {p: staging.stage(p).read_bytes() for p in paths}
+        try:
+            self._run(["updatekeys", "-y", *map(staging.relative, paths)], key=key, staging=staging)
+            batch_ok = True
+        except SopsError:
+            batch_ok = False  # name the failing files: one by one, on fresh copies
+        outcomes: list[tuple[Path, str | SopsError]] = []
+        for path in paths:
+            if not batch_ok:
+                staging.stage(path)
+                try:
+                    self._run(
+                        ["updatekeys", "-y", staging.relative(path)], key=key, path=path, staging=staging
+                    )
+                except SopsError as exc:
+                    outcomes.append((path, exc))
+                    continue
+            copy = staging.copy_of(path)
+            after = copy.read_bytes()
+            if after == before[path]:
+                outcomes.append((path, "unchanged"))
+                if on_file is not None:
+                    on_file(path, "unchanged")
+                continue
+            if inspect_text(after.decode(), path).state != "encrypted":
+                outcomes.append((path, SopsError(f"{self.relative(path)}: sops wrote no encrypted file")))
+                continue
+            staging.commit(path)
+            outcomes.append((path, "updated"))
+            if on_file is not None:
+                on_file(path, "updated")
+        return outcomes
 
     def rotate(
         self, path: Path, key: KeySource, *, add: Iterable[str] = (), remove: Iterable[str] = ()

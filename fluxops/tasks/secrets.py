@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from invoke import Context, Exit, task
 
+from fluxops.errors import PartialError
 from fluxops.secrets import check as secrets_check
 from fluxops.secrets import repository
 from fluxops.tasks.common import config, required, user_errors
@@ -55,23 +57,32 @@ def new(
         print(f"{'added to' if done.added else 'already in'} {done.kustomization}")
 
 
-@task(help={"cluster": "cluster whose referenced secrets to write"}, positional=[])
+@task(
+    help={
+        "cluster": "cluster whose referenced secrets to write",
+        "force": "also replace files you can read some other way, or that use PGP/KMS keys",
+    },
+    positional=[],
+)
 @user_errors
-def scaffold(c: Context, cluster: str | None = None) -> None:
-    """Write placeholder secrets (your key) for every referenced *.sops.yaml you cannot decrypt."""
+def scaffold(c: Context, cluster: str | None = None, force: bool = False) -> None:
+    """Write placeholder secrets (your key) for every referenced secret file that is missing or not yours."""
     cluster = required(cluster, "cluster")
     settings = config(c)
-    results = repository.scaffold(settings.root, settings.key_dir, cluster)
-    todo = [r for r in results if r.state == "written"]
+    results = repository.scaffold(settings.root, settings.key_dir, cluster, force=force)
     for item in results:
         extra = f" ({item.reason})" if item.reason else ""
         print(f"{item.state:>9}  {item.path.relative_to(settings.root)}{extra}")
-    if todo:
-        print(
-            f"{len(todo)} file(s) hold placeholder values; set the real ones with `invoke secrets.edit FILE`"
+    written = sum(r.state == "written" for r in results)
+    if written:
+        print(f"{written} file(s) hold placeholder values; set the real ones with `invoke secrets.edit FILE`")
+    bad = [r for r in results if r.state in ("plaintext", "damaged")]
+    if bad:
+        raise Exit(
+            f"error: {len(bad)} file(s) left untouched: encrypt plaintext ones (`invoke secrets.encrypt`), "
+            "restore damaged ones from git",
+            code=1,
         )
-    if any(r.state == "plaintext" for r in results):
-        raise Exit("plaintext secret files found: run `invoke secrets.encrypt`", code=1)
 
 
 @task(help={"cluster": "only this cluster (default: every cluster)"})
@@ -79,10 +90,19 @@ def scaffold(c: Context, cluster: str | None = None) -> None:
 def encrypt(c: Context, cluster: str | None = None) -> None:
     """Encrypt every plaintext *.sops.yaml in place; encrypted files are left as they are."""
     settings = config(c)
-    changed = repository.encrypt(settings.root, cluster)
-    for path in changed:
+    try:
+        done = repository.encrypt(settings.root, cluster)
+    except PartialError as exc:
+        for path in exc.done:
+            print(f"encrypted {Path(str(path)).relative_to(settings.root)}")
+        raise Exit(f"error: {exc}\n{len(exc.done)} file(s) were encrypted before that", code=1) from None
+    for path in done.changed:
         print(f"encrypted {path.relative_to(settings.root)}")
-    print(f"{len(changed)} file(s) encrypted")
+    print(f"{len(done.changed)} file(s) encrypted")
+    if done.damaged:
+        for path, problem in done.damaged:
+            print(f"damaged   {path.relative_to(settings.root)}: {problem}", file=sys.stderr)
+        raise Exit(f"error: {len(done.damaged)} damaged file(s) left untouched", code=1)
 
 
 @task(help={"cluster": "only this cluster (default: every cluster)"})
@@ -90,8 +110,16 @@ def encrypt(c: Context, cluster: str | None = None) -> None:
 def rekey(c: Context, cluster: str | None = None) -> None:
     """Re-wrap every encrypted file for the recipients its .sops.yaml rule names now (updatekeys)."""
     settings = config(c)
-    files = repository.rekey(settings.root, settings.key_dir, cluster)
-    print(f"{len(files)} file(s) re-keyed for the recipients in .sops.yaml")
+    results = repository.rekey(settings.root, settings.key_dir, cluster)
+    for item in results:
+        extra = f": {item.detail}" if item.detail else ""
+        print(f"{item.outcome:>9}  {item.path.relative_to(settings.root)}{extra}")
+    updated = sum(r.outcome == "updated" for r in results)
+    unchanged = sum(r.outcome == "unchanged" for r in results)
+    failed = len(results) - updated - unchanged
+    print(f"{updated} file(s) re-keyed, {unchanged} already up to date, {failed} not re-keyed")
+    if failed:
+        raise Exit(f"error: {failed} of {len(results)} file(s) could not be re-keyed (see above)", code=1)
 
 
 @task(help={"file": "encrypted file to print decrypted"})
@@ -115,11 +143,12 @@ def edit(c: Context, file: str) -> None:
 @task
 @user_errors
 def check(c: Context) -> None:
-    """Fail on any plaintext secret, Secret outside *.sops.yaml, or wrong recipients."""
+    """Fail on a private key, plaintext or damaged secret, bad MAC (key at hand) or wrong recipients."""
     settings = config(c)
-    findings = secrets_check.check(settings.root)
-    for finding in findings:
-        print(finding)
-    if findings:
-        raise Exit(f"{len(findings)} secret problem(s) found", code=1)
-    print("secrets: ok")
+    report = secrets_check.scan(settings.root, settings.key_dir)
+    lines = [str(f) for f in report.findings]
+    if not report.findings:
+        lines.append(secrets_check.summary(report))
+    secrets_check.emit(lines, sys.stdout)
+    if report.findings:
+        raise Exit(secrets_check.summary(report), code=1)

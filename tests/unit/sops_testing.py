@@ -13,6 +13,7 @@ from fluxops.secrets.sops import KeySource, Sops
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTERS = ("lab", "phx")
+Completed = subprocess.CompletedProcess[str]
 
 KUSTOMIZATION = """\
 apiVersion: kustomize.config.k8s.io/v1beta1
@@ -78,14 +79,23 @@ def setup_cluster_keys(root: Path, key_dir: Path, clusters: tuple[str, ...] = CL
     return {c: keys.generate(root, key_dir, c).key.path for c in clusters}
 
 
-def run_invoke(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``invoke ARGS`` in ``root`` (a fresh process), with fluxops importable."""
+def _run_module(module: str, root: Path, args: tuple[str, ...], env: dict[str, str] | None) -> Completed:
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
+        [sys.executable, "-m", module, *args],
         cwd=root,
         env=full_env,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def run_invoke(root: Path, *args: str, env: dict[str, str] | None = None) -> Completed:
+    """``invoke ARGS`` in ``root`` (a fresh process), with fluxops importable."""
+    return _run_module("invoke", root, args, env)
+
+
+def run_crashing(root: Path, *args: str, env: dict[str, str] | None = None) -> Completed:
+    """Like ``run_invoke``, through ``tests.unit.rotation_crasher`` (a rotation that SIGKILLs itself)."""
+    return _run_module("tests.unit.rotation_crasher", root, args, env)

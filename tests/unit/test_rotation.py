@@ -14,8 +14,10 @@ from fluxops.secrets import check as secrets_check
 from fluxops.secrets import keystore, rotation, rules
 from fluxops.secrets.encrypted import file_recipients
 from fluxops.secrets.sops import KeySource, Sops
+from tests.unit import rotation_crasher
 from tests.unit.sops_testing import (
     decrypts_with,
+    run_crashing,
     run_invoke,
     secret_yaml,
     write_encrypted,
@@ -84,14 +86,29 @@ def test_check_prints_the_plan_and_changes_nothing(repo: Path, key_dir: Path) ->
     assert "AGE-SECRET-KEY" not in text
 
 
-def test_online_steps_are_reported_as_not_available_yet(repo: Path, key_dir: Path) -> None:
-    populate(repo, 1)
-    messages: list[str] = []
-    journal = rotation.Rotation(repo, key_dir, "lab", report=messages.append).run()
-    assert journal.state(3) == "skipped" and journal.state(6) == "skipped"
-    assert f"step 3: {rotation.PUSH_UNAVAILABLE}" in messages
-    assert f"step 6: {rotation.PUSH_UNAVAILABLE}" in messages
-    assert any("sops-age secret was not updated" in m and str(key_dir / "lab.agekey") in m for m in messages)
+def test_without_the_cluster_push_the_rotation_stops_before_any_file_loses_the_old_key(
+    repo: Path, key_dir: Path
+) -> None:
+    files = populate(repo, 2)
+    old_file = key_dir / "lab.agekey"
+    old_public = keystore.public_key(old_file)
+    plan = "\n".join(rotation.Rotation(repo, key_dir, "lab", report=quiet).plan())
+    assert "3. put both keys" in plan and "without it the rotation stops here" in plan
+    with pytest.raises(RotationError, match="stopped before step 4") as err:
+        rotation.Rotation(repo, key_dir, "lab", report=quiet).run()
+    assert "--resume --offline" in str(err.value) and rotation.PUSH_UNAVAILABLE in str(err.value)
+    journal = rotation.Journal.load(rotation.journal_path(key_dir, "lab"))
+    assert journal is not None and journal.finished is None
+    assert [journal.state(n) for n in range(1, 8)] == ["done", "done"] + ["pending"] * 5
+    new_file = key_dir / "lab.pending.agekey"
+    assert rules.cluster_recipients(repo, "lab") == [old_public, keystore.public_key(new_file)]
+    for path in files:  # what Flux in the cluster holds (the old key) still decrypts everything
+        assert decrypts_with(repo, path, old_file) and decrypts_with(repo, path, new_file)
+    # the operator put both keys into the cluster by hand: --offline finishes it
+    finished = rotation.Rotation(repo, key_dir, "lab", offline=True, report=quiet).run(resume=True)
+    assert finished.finished and finished.state(3) == "skipped"
+    for path in files:
+        assert file_recipients(path) == [keystore.public_key(old_file)]
 
 
 def test_push_boundary_gets_key_files_not_keys(repo: Path, key_dir: Path) -> None:
@@ -132,7 +149,7 @@ def test_rotation_refuses_files_the_old_key_cannot_open(repo: Path, key_dir: Pat
     )
     stranger.rename(repo / IC / "x.sops.yaml")
     before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
-    with pytest.raises(RotationError, match=r"secrets\.scaffold") as err:
+    with pytest.raises(RotationError, match=r"not encrypted to the key") as err:
         rotation.Rotation(repo, key_dir, "lab", report=quiet).run()
     assert "x.sops.yaml" in str(err.value)
     assert {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()} == before
@@ -151,7 +168,7 @@ def test_rotation_without_a_key_names_the_file_and_the_fix(repo: Path, tmp_path:
     with pytest.raises(FluxopsError) as err:
         rotation.Rotation(repo, tmp_path / "empty", "lab", report=quiet).run()
     assert str(tmp_path / "empty" / "lab.agekey") in str(err.value)
-    assert "invoke keys.generate --cluster lab" in str(err.value)
+    assert "invoke keys.import --cluster lab FILE" in str(err.value)
 
 
 def test_keys_in_the_default_sops_key_file_do_not_fool_the_verification(
@@ -160,8 +177,8 @@ def test_keys_in_the_default_sops_key_file_do_not_fool_the_verification(
     files = populate(repo, 2)
     home = tmp_path / "operator-home"
     env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
-    crashed = run_invoke(
-        repo, "keys.rotate", "--cluster", "lab", "--offline", env={**env, rotation.FAULT_AFTER_STEP: "1"}
+    crashed = run_crashing(
+        repo, "keys.rotate", "--cluster", "lab", "--offline", env={**env, rotation_crasher.AFTER_STEP: "1"}
     )
     assert crashed.returncode == -9, crashed.stderr
     default_keys = home / ".config" / "sops" / "age" / "keys.txt"

@@ -11,8 +11,10 @@ from fluxops.secrets import check as secrets_check
 from fluxops.secrets import keystore, rotation, rules
 from fluxops.secrets.encrypted import file_recipients
 from fluxops.secrets.sops import KeySource, Sops
+from tests.unit import rotation_crasher
 from tests.unit.sops_testing import (
     decrypts_with,
+    run_crashing,
     run_invoke,
     secret_yaml,
     write_encrypted,
@@ -62,7 +64,7 @@ def assert_rotated(repo: Path, key_dir: Path, files: dict[Path, str], old_public
 def crash_then_resume(repo: Path, key_dir: Path, fault: dict[str, str]) -> None:
     files = populate(repo)
     old_public = keystore.public_key(key_dir / "lab.agekey")
-    crashed = run_invoke(repo, "keys.rotate", "--cluster", "lab", "--offline", env=fault)
+    crashed = run_crashing(repo, "keys.rotate", "--cluster", "lab", "--offline", env=fault)
     assert crashed.returncode == KILLED, crashed.stderr
     saved = json.loads(rotation.journal_path(key_dir, "lab").read_text())
     assert saved["finished"] is None
@@ -77,9 +79,9 @@ def crash_then_resume(repo: Path, key_dir: Path, fault: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("step", range(1, 8))
 def test_killed_after_step_then_resumed(repo: Path, key_dir: Path, step: int) -> None:
-    crash_then_resume(repo, key_dir, {rotation.FAULT_AFTER_STEP: str(step)})
+    crash_then_resume(repo, key_dir, {rotation_crasher.AFTER_STEP: str(step)})
 
 
 @pytest.mark.parametrize("step", [2, 4])
 def test_killed_between_files_then_resumed(repo: Path, key_dir: Path, step: int) -> None:
-    crash_then_resume(repo, key_dir, {rotation.FAULT_IN_STEP: f"{step}:2"})
+    crash_then_resume(repo, key_dir, {rotation_crasher.IN_STEP: f"{step}:2"})
