@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fluxops import hostcheck, sandbox
 from fluxops import inventory as inv
+from fluxops import sandbox
 from fluxops.settings import Settings
 from fluxops.shell import Connections
 from fluxops.tables import print_inventory
@@ -13,6 +13,9 @@ from fluxops.tables import print_inventory
 
 def run(settings: Settings, *, keep: bool = False, say: Callable[[str], None] = print) -> bool:
     """Sandbox up, inventory shown, every host checked over SSH, sandbox down; True when all pass."""
+    from fluxops import hostcheck  # testinfra is optional: loaded only for the host checks
+
+    hostcheck.require_testinfra()  # before any host starts
     inventory = inv.load(settings.sandbox_inventory)
     say(f"[bold]1. sandbox hosts up[/] ({settings.sandbox_inventory})")
     sandbox.up(inventory, settings.sandbox_dir, progress=lambda m: say(f"   {m}"))
@@ -36,5 +39,7 @@ def run(settings: Settings, *, keep: bool = False, say: Callable[[str], None] = 
             say(f"sandbox left running; stop it with: invoke sandbox.down ({settings.sandbox_dir})")
         else:
             say("[bold]5. sandbox hosts down[/]")
-            sandbox.down(settings.sandbox_dir, progress=lambda m: say(f"   {m}"))
+            result = sandbox.down(settings.sandbox_dir, progress=lambda m: say(f"   {m}"))
+            for line in result.kept:
+                say(f"   [yellow]{line}[/]")
     return ok
