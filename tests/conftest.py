@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from collections.abc import Iterator
@@ -115,3 +116,83 @@ def sandbox_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxEnv
         yield env
     finally:
         sandbox.down(env.state_dir)
+
+
+# --- network guard -----------------------------------------------------------------------------
+
+
+class NetworkGuardError(RuntimeError):
+    """A test reached for an address outside loopback (not an OSError, so no ``except OSError`` hides it)."""
+
+
+# Every refused address of the current test; a test that swallowed the error still fails.
+REFUSED: list[str] = []
+_REAL_CONNECT = socket.socket.connect
+_REAL_CONNECT_EX = socket.socket.connect_ex
+_REAL_CREATE_CONNECTION = socket.create_connection
+
+
+def is_loopback(host: object) -> bool:
+    """Is ``host`` a literal 127.0.0.0/8 or ::1 address (or ``localhost``)? Names are never resolved."""
+    if isinstance(host, bytes):
+        host = host.decode(errors="replace")
+    if not isinstance(host, str):
+        return False
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def guard_address(family: int, address: object) -> None:
+    """Raise ``NetworkGuardError`` for an internet address outside loopback; other families pass."""
+    if family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    host = address[0] if isinstance(address, tuple) and address else address
+    if not is_loopback(host):
+        REFUSED.append(f"{host}")
+        raise NetworkGuardError(
+            f"network guard: a test tried to connect to {host!r} (address {address!r}); tests may "
+            "reach only 127.0.0.0/8 and ::1 (is a task using the real inventory?)"
+        )
+
+
+def _guarded_connect(self: socket.socket, address: object) -> None:
+    guard_address(self.family, address)
+    return _REAL_CONNECT(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: object) -> int:
+    guard_address(self.family, address)
+    return _REAL_CONNECT_EX(self, address)
+
+
+def _guarded_create_connection(address: tuple[str, int], *args: object, **kwargs: object) -> socket.socket:
+    guard_address(socket.AF_INET, address)
+    return _REAL_CREATE_CONNECTION(address, *args, **kwargs)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def network_guard() -> Iterator[None]:
+    """For the whole session: a Python-level connection outside loopback fails, naming the address."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", _guarded_connect)
+        patch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+        patch.setattr(socket, "create_connection", _guarded_create_connection)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def no_refused_connections(network_guard: None) -> Iterator[None]:
+    """Fail a test whose code reached outside loopback, even if it caught the guard's error."""
+    REFUSED.clear()
+    yield
+    refused = list(REFUSED)
+    REFUSED.clear()
+    if refused:
+        pytest.fail(f"network guard refused connections to {', '.join(refused)}", pytrace=False)
