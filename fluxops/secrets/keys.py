@@ -93,8 +93,13 @@ def import_key(root: Path, key_dir: Path, cluster: str, source: Path, *, force: 
     """
     cluster_dir(root, cluster)
     publics = keystore.publics_in_file(Path(source).expanduser())
+    current = keystore.key_path(key_dir, cluster)
+    held = keystore.publics_in_file(current) if current.exists() else []
+    if held and held != publics and not force:
+        keystore.import_key(key_dir, cluster, source)  # refuses, naming the key already in the store
     if len(publics) == 1 and publics[0] not in rules.cluster_recipients(root, cluster) and not force:
-        _refuse_stranding(root, cluster, set(publics), f"import {source} as the key of cluster {cluster}")
+        why = f"import {source} as the key of cluster {cluster}"
+        _refuse_stranding(root, cluster, {*publics, *held}, why)
     key, archived = keystore.import_key(key_dir, cluster, source, force=force)
     changed = False
     if key.public not in rules.cluster_recipients(root, cluster):
@@ -131,8 +136,9 @@ class KeyInfo:
     key_file: Path
     public: str | None
     rule_recipients: list[str]
-    problem: str | None
+    problem: str | None  # a key file that is malformed or not in the rule (missing is not a problem)
     override: str | None = None
+    hint: str | None = None  # what to do when the key is missing
 
 
 def show(root: Path, key_dir: Path, cluster: str | None = None) -> list[KeyInfo]:
@@ -144,16 +150,20 @@ def show(root: Path, key_dir: Path, cluster: str | None = None) -> list[KeyInfo]
         path = keystore.key_path(key_dir, name)
         public: str | None = None
         problem: str | None = None
-        try:
-            public = keystore.public_key(path, cluster=name)
-        except KeyStoreError as exc:
-            problem = str(exc)
+        hint: str | None = None
+        if not path.exists():
+            hint = missing_key_message(root, name, path)
+        else:
+            try:
+                public = keystore.public_key(path, cluster=name)
+            except KeyStoreError as exc:
+                problem = str(exc)
         rule = rules.cluster_recipients(root, name)
         if public and rule and public not in rule:
             problem = f"the key in {path} is not a recipient of the cluster's .sops.yaml rule"
         from_env = environment_key(name)
         override = f"{from_env.key_file} decrypts first (environment)" if from_env else None
-        infos.append(KeyInfo(name, path, public, rule, problem, override))
+        infos.append(KeyInfo(name, path, public, rule, problem, override, hint))
     return infos
 
 

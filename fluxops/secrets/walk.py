@@ -2,6 +2,7 @@
 
 In a git work tree that is ``git ls-files --cached --others --exclude-standard`` (tracked files plus
 untracked ones that .gitignore does not exclude); outside git, every file but the ``.git`` folder.
+fluxops' own state folder (``.fluxops/``: build cache, staging copies) is never part of it.
 Encrypted files are then picked by content (:mod:`fluxops.secrets.encrypted`), never by name.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from fluxops import clusters
 from fluxops.secrets.encrypted import Inspection, inspect
+from fluxops.secrets.staging import STATE_DIR
 
 TEMP_SUFFIX = ".tmp"  # atomic_write's temp files (".<name>.<random>.tmp"), never a secret of their own
 
@@ -44,7 +46,8 @@ def repository_files(root: Path) -> list[Path]:
         for folder, dirs, files in os.walk(root):
             dirs[:] = sorted(d for d in dirs if d != ".git")
             listed.extend(Path(folder) / name for name in sorted(files))
-    return [p for p in listed if p.is_file() and not p.is_symlink()]
+    own = root / STATE_DIR  # fluxops' own caches, staging copies and locks
+    return [p for p in listed if p.is_file() and not p.is_symlink() and own not in p.parents]
 
 
 def files_under(root: Path, folder: Path) -> list[Path]:

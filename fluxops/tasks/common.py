@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +37,10 @@ def user_errors(func: F) -> F:
             return func(*args, **kwargs)
         except FluxopsError as exc:
             raise Exit(f"error: {exc}", code=1) from None
+        except BrokenPipeError:
+            # the reader went away (`invoke ... | head`): stop quietly, as other command-line tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from invoke import Context, task
+from pathlib import Path
+
+from invoke import Context, Exit, task
 
 from fluxops.secrets import keys as lib
+from fluxops.secrets import rules
 from fluxops.secrets.rotation import Rotation
 from fluxops.tasks.common import config, required, user_errors
 
@@ -12,7 +15,8 @@ from fluxops.tasks.common import config, required, user_errors
 @task(
     help={
         "cluster": "cluster to make a key for (a folder under k8s/clusters/)",
-        "force": "replace an existing key; the old one is archived, never deleted",
+        "force": "replace an existing key (archived, never deleted), or add one beside a recipient that "
+        "files are still encrypted to (kept in the rule)",
     },
     positional=[],
 )
@@ -21,21 +25,51 @@ def generate(c: Context, cluster: str | None = None, force: bool = False) -> Non
     """Make the cluster's age key (0600, outside git) and point its .sops.yaml rule at it."""
     cluster = required(cluster, "cluster")
     settings = config(c)
-    done = lib.generate(settings.root, settings.key_dir, cluster, force=force)
+    _report_key(settings.root, cluster, lib.generate(settings.root, settings.key_dir, cluster, force=force))
+
+
+@task(
+    help={
+        "cluster": "cluster the key belongs to",
+        "file": "an age key file (age-keygen format, one identity), e.g. from your backup",
+        "force": "replace a different key in the store (archived), or add this key beside a recipient "
+        "that files are still encrypted to (kept in the rule)",
+    },
+    name="import",
+    positional=["file"],
+    auto_shortflags=False,
+)
+@user_errors
+def import_(c: Context, file: str, cluster: str | None = None, force: bool = False) -> None:
+    """Bring an existing age key into the key store (0600) as the cluster's key; never prints it."""
+    cluster = required(cluster, "cluster")
+    settings = config(c)
+    source = Path(file).expanduser()
+    if not source.is_absolute():
+        source = Path.cwd() / source
+    done = lib.import_key(settings.root, settings.key_dir, cluster, source, force=force)
+    _report_key(settings.root, cluster, done)
+
+
+def _report_key(root: Path, cluster: str, done: lib.Generated) -> None:
     if done.archived:
         print(f"old key archived to {done.archived}")
     print(f"cluster {cluster}: public key {done.key.public}")
     print(f"private key: {done.key.path} (0600; back it up, never commit it)")
-    print(".sops.yaml rule " + ("updated" if done.config_changed else "already up to date"))
+    rule = ", ".join(rules.cluster_recipients(root, cluster))
+    print(".sops.yaml rule " + ("updated" if done.config_changed else "already up to date") + f": {rule}")
     if done.stale:
         print(f"{len(done.stale)} file(s) are not encrypted to this key yet, e.g. {done.stale[0]}")
+        rekey = f"invoke secrets.rekey --cluster {cluster}"
         if done.archived:
-            rekey = f"invoke secrets.rekey --cluster {cluster}"
             print(f"re-key them with the old key: SOPS_AGE_KEY_FILE={done.archived} {rekey}")
         else:
-            rekey = f"invoke secrets.rekey --cluster {cluster}"
             print(f"if you hold their key: SOPS_AGE_KEY_FILE=<that key file> {rekey}")
-            print(f"otherwise write placeholders for them: invoke secrets.scaffold --cluster {cluster}")
+            print(
+                "files encrypted only to keys nobody holds any more: "
+                f"`invoke secrets.scaffold --cluster {cluster}` writes placeholders for them "
+                "(it never touches a file you can read)"
+            )
 
 
 @task(help={"cluster": "only this cluster (default: every cluster under k8s/clusters/)"})
@@ -43,7 +77,8 @@ def generate(c: Context, cluster: str | None = None, force: bool = False) -> Non
 def show(c: Context, cluster: str | None = None) -> None:
     """Print each cluster's public key and where its private key lives (never the key itself)."""
     settings = config(c)
-    for info in lib.show(settings.root, settings.key_dir, cluster):
+    infos = lib.show(settings.root, settings.key_dir, cluster)
+    for info in infos:
         print(f"{info.cluster}:")
         print(f"  public key:   {info.public or '-'}")
         print(f"  private key:  {info.key_file}{'' if info.public else ' (missing)'}")
@@ -52,6 +87,11 @@ def show(c: Context, cluster: str | None = None) -> None:
             print(f"  override:     {info.override}")
         if info.problem:
             print(f"  problem:      {info.problem}")
+        elif not info.public and info.hint:
+            print(f"  next:         {info.hint}")
+    problems = [i.cluster for i in infos if i.problem]
+    if problems:
+        raise Exit(f"error: key problem in cluster(s) {', '.join(problems)} (see above)", code=1)
 
 
 @task(
