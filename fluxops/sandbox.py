@@ -40,6 +40,7 @@ from fluxops.shell import local
 SSHD = "/usr/sbin/sshd"
 STATE_FILE = "state.json"
 MARKER_FILE = ".fluxops-sandbox"
+STATE_TMP = ".fluxops-sandbox-state.tmp"
 SSH_CONFIG_FILE = "ssh_config"
 HOSTS_DIR = "hosts"
 CONF_DIR = "etc/fluxops-sandbox"
@@ -200,7 +201,7 @@ def read_state(state_dir: Path) -> list[HostState]:
 
 def _write_record(state_dir: Path, record: Record) -> None:
     path = _state_path(state_dir)
-    tmp = path.with_suffix(".tmp")
+    tmp = state_dir / STATE_TMP
     tmp.write_text(json.dumps(asdict(record), indent=2))
     tmp.replace(path)
 
@@ -457,7 +458,7 @@ def _client_keys(hosts: list[Host], state_dir: Path, record: Record, progress: C
 
 def _refuse_foreign(state_dir: Path, hosts: list[Host]) -> None:
     """Refuse to overwrite anything in ``state_dir`` that ``up`` would write but did not create."""
-    ours = [state_dir / STATE_FILE, state_dir / MARKER_FILE, ssh_config_path(state_dir)]
+    ours = [state_dir / n for n in (STATE_FILE, STATE_TMP, MARKER_FILE)] + [ssh_config_path(state_dir)]
     ours += [state_dir / HOSTS_DIR / h.name for h in hosts]
     for path in ours:
         if path.exists() or path.is_symlink():
@@ -597,7 +598,9 @@ def _remove_created(state_dir: Path, record: Record) -> tuple[list[str], list[st
             removed.append(str(directory))
     for name in reversed(record.created):
         _remove_one(Path(name), removed, kept)
-    for path in (_state_path(state_dir), state_dir / MARKER_FILE):
+    for path in (state_dir / STATE_TMP, _state_path(state_dir), state_dir / MARKER_FILE):
+        if not path.exists():
+            continue
         path.unlink(missing_ok=True)
         removed.append(str(path))
     for name in reversed(record.state_dirs):
