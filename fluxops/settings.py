@@ -49,6 +49,17 @@ def _flag(value: Any, key: str) -> bool:
     raise ConfigError(f"fluxops.{key} must be true or false, got {value!r}")
 
 
+def _key_dir(root: Path, value: Any) -> Path:
+    """The key store; refused inside the repository, where one `git add` would publish the keys."""
+    path = _path(root, value, "key_dir")
+    if path.resolve().is_relative_to(Path(root).resolve()):
+        raise ConfigError(
+            f"fluxops.key_dir ({path}) is inside the repository ({root}); age private keys must live "
+            "outside it: set key_dir to a folder outside the checkout, e.g. ~/.config/sops/age"
+        )
+    return path
+
+
 def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
     """Settings from the ``fluxops`` config mapping, with paths resolved against ``root``."""
     if not section:
@@ -58,7 +69,7 @@ def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
     return Settings(
         root=root,
         inventory=_path(root, section.get("inventory"), "inventory"),
-        key_dir=_path(root, section.get("key_dir"), "key_dir"),
+        key_dir=_key_dir(root, section.get("key_dir")),
         accept_new_host_key=_flag(section.get("accept_new_host_key", False), "accept_new_host_key"),
         connect_timeout=_number(timeouts.get("connect", 10), "timeouts.connect"),
         command_timeout=_number(timeouts.get("command", 600), "timeouts.command"),

@@ -17,9 +17,18 @@ CHART_SOURCE_KINDS = ("HelmRepository", "GitRepository", "Bucket", "OCIRepositor
 
 
 def validate(
-    root: Path, cluster: str | None = None, *, jobs: int | None = None, cache: bool = True
+    root: Path,
+    cluster: str | None = None,
+    *,
+    jobs: int | None = None,
+    cache: bool = True,
+    key_dir: Path | None = None,
 ) -> tuple[Tree, Findings]:
-    """Load, build and check the tree (or one cluster); the findings say what is wrong and where."""
+    """Load, build and check the tree (or one cluster); the findings say what is wrong and where.
+
+    With ``key_dir`` (the key store) encrypted files whose cluster key is there are decrypted to
+    verify their MACs; without it only an environment key (SOPS_AGE_KEY_FILE, ...) is used.
+    """
     tree = load(root, cluster, jobs=jobs, cache=cache)
     findings = tree.findings
     cache_file = tree.repo.cache_dir.parent / SCHEMA_CACHE if cache else None
@@ -34,8 +43,7 @@ def validate(
         check_built_secrets(tree, c, findings)
     checker.save()
     only = ("k8s/base/", f"k8s/clusters/{cluster}/") if cluster else ()
-    secrets_check.check_sources(tree.sources, findings, only)
-    secrets_check.check_creation_rules(tree.sources, tree.rel(tree.repo.sops_config), findings)
+    secrets_check.check_files(tree.repo.root, tree.sources, findings, only, key_dir)
     return tree, findings
 
 

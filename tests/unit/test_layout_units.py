@@ -79,20 +79,15 @@ def test_sops_detection() -> None:
         "stringData": {"token": "ENC[AES256_GCM,data:abc,type:str]"},
         "sops": {"mac": "ENC[AES256_GCM,data:m,type:str]", "age": [{"recipient": "age1x", "enc": "..."}]},
     }
-    assert secrets_check.encryption_problem(good) is None
     plain = {"kind": "Secret", "stringData": {"token": "x"}}
-    assert "no sops metadata" in secrets_check.encryption_problem(plain)[0]
-    half = copy.deepcopy(good)
-    half["stringData"]["other"] = "plain"
-    assert secrets_check.encryption_problem(half) == (
-        "stringData.other is not encrypted",
-        ("stringData", "other"),
-    )
-    no_mac = copy.deepcopy(good)
-    no_mac["sops"]["mac"] = ""
-    assert "mac" in secrets_check.encryption_problem(no_mac)[0]
     assert secrets_check.plaintext_secret(plain) and not secrets_check.plaintext_secret(good)
+    assert secrets_check.is_encrypted(good) and not secrets_check.is_encrypted(plain)
+    # sops leaves empty strings, nulls, empty maps and lists in clear: no value, no plaintext Secret
+    empty = {"kind": "Secret", "stringData": {"a": "", "b": None}, "data": {"c": {}, "d": []}}
+    assert not secrets_check.plaintext_secret(empty)
+    assert secrets_check.plaintext_secret({"kind": "Secret", "data": {"n": 0}})
     assert not secrets_check.is_sops_file(".sops.yaml") and secrets_check.is_sops_file("k8s/a/x.sops.yaml")
+    assert secrets_check.is_sops_file("k8s/a/x.sops.yml") and not secrets_check.is_sops_file(".sops.yml")
 
 
 @pytest.mark.parametrize(

@@ -184,13 +184,14 @@ def hostile_corpus(repo: Path, key_dir: Path) -> dict[str, str]:
     added.write_text(added.read_text().replace("stringData:\n", "stringData:\n    extra: plaintext-added\n"))
     write_encrypted(repo, f"{lab}/fine.sops.yaml", secret_yaml("fine", pw="x"))
     (repo / "docs").mkdir()
-    (repo / "docs/example.yml").write_text("kind: Secret\nmetadata:\n  name: doc\n")
+    (repo / "docs/example.yml").write_text("kind: Secret\nmetadata:\n  name: doc\ndata:\n  pw: aHVudA==\n")
+    (repo / "docs/empty.yml").write_text("kind: Secret\nmetadata:\n  name: none\nstringData:\n  pw: ''\n")
     return {
-        "k8s/clusters/lab/apps/leak.yaml": "kind: Secret outside a *.sops.yaml",
-        f"{lab}/plain.sops.yaml": "not encrypted by sops",
-        f"{lab}/moved.sops.yaml": "do not match its .sops.yaml rule",
+        "k8s/clusters/lab/apps/leak.yaml": "plaintext Secret leak",
+        f"{lab}/plain.sops.yaml": "not encrypted (no sops metadata)",
+        f"{lab}/moved.sops.yaml": "its .sops.yaml rule names",
         f"{lab}/added.sops.yaml": "plaintext value at stringData.extra",
-        "docs/example.yml": "kind: Secret outside a *.sops.yaml",
+        "docs/example.yml": "plaintext Secret doc",
     }
 
 
@@ -220,7 +221,9 @@ def test_check_entry_point_and_task_exit_non_zero_with_file_and_reason(repo: Pat
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )
     assert dirty.returncode == 1
-    assert "k8s/clusters/lab/infrastructure-config/plain.sops.yaml: not encrypted by sops" in dirty.stderr
+    assert "k8s/clusters/lab/infrastructure-config/plain.sops.yaml: named *.sops.yaml but not encrypted" in (
+        dirty.stderr
+    )
     task = run_invoke(repo, "secrets.check")
     assert task.returncode == 1 and "5 secret problem(s) found" in task.stderr
     assert "added.sops.yaml: plaintext value at stringData.extra" in task.stdout
@@ -299,7 +302,12 @@ def test_edit_runs_the_editor_through_sops(
     ],
 )
 def test_check_follows_the_files_own_encryption_rule(repo: Path, meta: dict, plain_at: list[str]) -> None:
-    sops_meta = {"mac": "ENC[AES256_GCM,data:x,type:str]", "age": [], **meta}
+    sops_meta = {
+        "mac": "ENC[AES256_GCM,data:x,type:str]",
+        "lastmodified": "2026-01-01T00:00:00Z",
+        "age": [{"recipient": "age1x", "enc": "x"}],
+        **meta,
+    }
     document = {
         "apiVersion": "v1",
         "metadata": {"name": "x"},
@@ -312,7 +320,10 @@ def test_check_follows_the_files_own_encryption_rule(repo: Path, meta: dict, pla
     path = repo / IC.format("lab") / "odd.sops.yaml"
     YAML().dump(document, path)
     reasons = [f.reason for f in secrets_check.check_file(repo, path) if "plaintext value" in f.reason]
-    assert reasons == [f"plaintext value at {p} (added after encryption); re-encrypt it" for p in plain_at]
+    assert reasons == [
+        f"plaintext value at {p} (added after encryption); re-enter it with `invoke secrets.edit`"
+        for p in plain_at
+    ]
 
 
 def test_the_checkout_itself_passes_the_check() -> None:
