@@ -14,6 +14,7 @@ from ruamel.yaml import YAML
 
 from fluxops import inventory as inv
 from fluxops import sandbox
+from fluxops.layout.model import CACHE_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,7 +29,18 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
         monkeypatch.delenv(var, raising=False)
     for var in [v for v in os.environ if v.startswith("INVOKE_FLUXOPS")]:
         monkeypatch.delenv(var, raising=False)
+    # layout builds of the checkout are cached outside it (one warm cache per test process)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path_factory.getbasetemp() / "fluxops-cache"))
     return home
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_stays_clean() -> Iterator[None]:
+    """No test writes fluxops state (caches, staging copies, locks) into the checkout."""
+    state = REPO / ".fluxops"
+    existed = state.exists()
+    yield
+    assert existed or not state.exists(), f"a test wrote {state}; point it at a temporary folder"
 
 
 @pytest.fixture

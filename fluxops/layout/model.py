@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fluxops import clusters
+
+CACHE_ENV = "FLUXOPS_CACHE_DIR"  # where layout builds are cached, instead of the checkout
 
 FLUX_KUSTOMIZE_GROUP = "kustomize.toolkit.fluxcd.io"
 FLUX_GROUP_SUFFIX = ".toolkit.fluxcd.io"
@@ -149,8 +152,9 @@ class Repo:
 
     @property
     def cache_dir(self) -> Path:
-        """The build cache (git-ignored)."""
-        return self.root / ".fluxops" / "cache" / "kustomize"
+        """The build cache: ``$FLUXOPS_CACHE_DIR/kustomize``, else ``.fluxops/cache/kustomize``."""
+        folder = os.environ.get(CACHE_ENV)
+        return (Path(folder) if folder else self.root / ".fluxops" / "cache") / "kustomize"
 
     def cluster_names(self) -> list[str]:
         """Names of every cluster folder, sorted."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import pyrage
 import pytest
 
+from fluxops import files
 from fluxops.errors import FluxopsError, KeyStoreError
 from fluxops.secrets import keys, keystore, rules
 from fluxops.secrets.encrypted import file_recipients
@@ -43,20 +44,29 @@ def test_generate_writes_an_age_keygen_file_0600(repo: Path, key_dir: Path) -> N
     assert [p.name for p in key_dir.iterdir()] == ["lab.agekey"]  # no temp file left behind
 
 
-def test_key_file_is_0600_from_creation_to_rename(
+def test_key_file_is_0600_before_a_byte_is_written_and_at_rename(
     repo: Path, key_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen: list[int] = []
-    real_replace = os.replace
+    opened: list[tuple[int, int]] = []  # (mode, size) of each temp file in the key store when first written
+    renamed: list[int] = []
+    real_fdopen, real_replace = os.fdopen, os.replace
 
-    def spy(src: str, dst: str) -> None:
+    def spy_fdopen(fd: int, *args: object, **kwargs: object) -> object:
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).parent == key_dir:
+            info = os.fstat(fd)
+            opened.append((stat.S_IMODE(info.st_mode), info.st_size))
+        return real_fdopen(fd, *args, **kwargs)  # type: ignore[call-overload]
+
+    def spy_replace(src: str, dst: str) -> None:
         if Path(dst).parent == key_dir:
-            seen.append(mode(Path(src)))
+            renamed.append(mode(Path(src)))
         real_replace(src, dst)
 
-    monkeypatch.setattr(keystore.os, "replace", spy)
+    monkeypatch.setattr(files.os, "fdopen", spy_fdopen)
+    monkeypatch.setattr(files.os, "replace", spy_replace)
     keys.generate(repo, key_dir, "lab")
-    assert seen == [0o600]
+    assert opened == [(0o600, 0)]
+    assert renamed == [0o600]
 
 
 def test_generate_refuses_to_overwrite_and_force_archives(repo: Path, key_dir: Path) -> None:

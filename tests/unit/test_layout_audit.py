@@ -79,6 +79,9 @@ def test_apply_everything_keeps_every_build(repo: Path) -> None:
     before = audit.snapshot(repo)
     dups = audit.find_duplicates(repo)
     assert len(dups) >= 2
-    audit.apply(repo, dups)
+    lines = audit.apply(repo, dups)
+    assert len(lines) == len(dups), lines
+    moved = [line for line in lines if "now in k8s/base/" in line]
+    assert moved and all("not moved" not in line or "would change" in line for line in lines), lines
     assert audit.snapshot(repo) == before
     assert validate(repo)[1].errors == []
