@@ -11,6 +11,7 @@ from fluxops.errors import LayoutError
 from fluxops.layout import report
 from fluxops.layout.findings import Finding
 from fluxops.layout.validate import validate
+from fluxops.secrets.sops import Sops
 from tests.layout_fixtures import REPO, copy_tree, pristine_root
 
 
@@ -133,6 +134,12 @@ def _unencrypted_sops(root: Path) -> None:
     )
 
 
+def _truncated_sops(root: Path) -> None:
+    path = root / "k8s/clusters/lab/apps/pocket-id/secret.sops.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text[: text.index("sops:")], encoding="utf-8")
+
+
 def _invalid_yaml(root: Path) -> None:
     write(root, "k8s/clusters/lab/infrastructure/traefik/values.yaml", "ports:\n  web: [80\nlogs: {}\n")
 
@@ -206,6 +213,13 @@ BROKEN: list[tuple[str, Callable[[Path], None], str, str, str]] = [
         "sops-unencrypted",
         "twingate/secret.sops.yaml",
         "no sops metadata",
+    ),
+    (
+        "truncated sops file",
+        _truncated_sops,
+        "secret-damaged",
+        "pocket-id/secret.sops.yaml",
+        "restore it from git",
     ),
     ("invalid YAML", _invalid_yaml, "yaml", "lab/infrastructure/traefik/values.yaml", "does not parse"),
     (
@@ -309,3 +323,16 @@ def test_edit_invalidates_the_cache(tree_copy: Path) -> None:
         if o.get("kind") == "IPAddressPool"
     ]
     assert "lan2" in names
+
+
+def test_secret_value_sops_leaves_in_clear_validates(tree_copy: Path) -> None:
+    """sops leaves empty strings unencrypted; such a value is not a plaintext value."""
+    path = tree_copy / "k8s/clusters/lab/apps/pocket-id/secret.sops.yaml"
+    plaintext = (
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: pocket-id\n  namespace: pocket-id\n"
+        'type: Opaque\nstringData:\n  encryption-key: REPLACE_ME\n  previous-key: ""\n'
+    )
+    # encrypted to the rule's (placeholder) public key: no private key needed
+    path.write_text(Sops(tree_copy).encrypt_text(plaintext, path), encoding="utf-8")
+    assert 'previous-key: ""' in path.read_text(encoding="utf-8")
+    assert errors(tree_copy) == []
