@@ -51,7 +51,7 @@ def test_up_then_down_leaves_no_process_or_mount(tmp_path: Path) -> None:
     env = start_sandbox(tmp_path)
     state = sandbox.read_state(env.state_dir)
     try:
-        assert {h.name for h in state} == {"n5", "phx"}
+        assert {h.name for h in state} == {"n5", "phx1"}
         assert all(s.running and s.listening for s in sandbox.status(env.state_dir))
         assert _processes_rooted_in(tmp_path), "sshd should run chrooted under the state dir"
         assert _mounts_under(tmp_path), "the overlay should be mounted in the host's namespace"
@@ -59,7 +59,7 @@ def test_up_then_down_leaves_no_process_or_mount(tmp_path: Path) -> None:
             sandbox.up(env.inventory, env.state_dir)
     finally:
         result = sandbox.down(env.state_dir)
-    assert sorted(result.stopped) == ["n5", "phx"]
+    assert sorted(result.stopped) == ["n5", "phx1"]
     assert result.kept == []
     for host in state:
         assert not Path(f"/proc/{host.sshd_pid}").exists() or not sandbox._alive(
@@ -154,7 +154,7 @@ def test_down_without_the_marker_stops_the_hosts_but_deletes_nothing(tmp_path: P
     (env.state_dir / sandbox.MARKER_FILE).unlink()
     before = set(_tree(env.state_dir))  # sshd logs grow as the hosts stop: compare the names
     result = sandbox.down(env.state_dir)
-    assert sorted(result.stopped) == ["n5", "phx"]
+    assert sorted(result.stopped) == ["n5", "phx1"]
     assert not any(sandbox._alive(h.sshd_pid, h.sshd_start) for h in state)
     assert result.removed == [] and "deleted nothing" in result.kept[0]
     assert set(_tree(env.state_dir)) == before
@@ -169,7 +169,7 @@ def test_up_in_an_existing_folder_and_down_keep_the_folder_and_its_files(tmp_pat
     assert env.state_dir == folder
     assert (folder / sandbox.MARKER_FILE).read_text().strip() == sandbox.read_record(folder).id
     result = sandbox.down(folder)
-    assert sorted(result.stopped) == ["n5", "phx"]
+    assert sorted(result.stopped) == ["n5", "phx1"]
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
     assert (folder / "notes.txt").read_text() == "mine\n"
 
@@ -177,13 +177,13 @@ def test_up_in_an_existing_folder_and_down_keep_the_folder_and_its_files(tmp_pat
 def test_up_refuses_to_overwrite_a_host_folder_it_did_not_create(tmp_path: Path) -> None:
     shipped = inv.load(REPO / "inventory" / "sandbox.yaml")
     folder = tmp_path / "state"
-    (folder / "hosts" / "phx").mkdir(parents=True)
-    (folder / "hosts" / "phx" / "data").write_text("mine\n")
+    (folder / "hosts" / "phx1").mkdir(parents=True)
+    (folder / "hosts" / "phx1" / "data").write_text("mine\n")
     port = free_port([h.address for h in shipped.hosts])
     inventory = inv.load(write_sandbox_inventory(tmp_path / "sandbox.yaml", folder, port))
-    with pytest.raises(SandboxError, match=r"hosts/phx exists and sandbox.up did not create it"):
+    with pytest.raises(SandboxError, match=r"hosts/phx1 exists and sandbox.up did not create it"):
         sandbox.up(inventory, folder)
-    assert _tree(folder) == {"hosts/phx/data": "mine\n"}
+    assert _tree(folder) == {"hosts/phx1/data": "mine\n"}
 
 
 def test_up_after_a_crashed_sandbox_replaces_what_the_old_one_created(tmp_path: Path) -> None:
@@ -199,5 +199,5 @@ def test_up_after_a_crashed_sandbox_replaces_what_the_old_one_created(tmp_path: 
         assert all(s.running and s.listening for s in sandbox.status(env.state_dir))
     finally:
         result = sandbox.down(env.state_dir)
-    assert sorted(result.stopped) == ["n5", "phx"]
+    assert sorted(result.stopped) == ["n5", "phx1"]
     assert not env.state_dir.exists()

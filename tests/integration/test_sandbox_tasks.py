@@ -41,11 +41,11 @@ def private_sandbox(tmp_path: Path) -> dict[str, str]:
 def test_up_status_down(private_sandbox: dict[str, str]) -> None:
     up = run(["sandbox.up"], private_sandbox)
     assert up.returncode == 0, up.stderr
-    assert "up n5" in up.stdout and "up phx" in up.stdout
+    assert "up n5" in up.stdout and "up phx1" in up.stdout
     status = run(["sandbox.status"], private_sandbox)
     assert status.returncode == 0 and status.stdout.count("up ") == 2, status.stdout
     down = run(["sandbox.down"], private_sandbox)
-    assert down.returncode == 0 and "stopped n5, phx" in down.stdout
+    assert down.returncode == 0 and "stopped n5, phx1" in down.stdout
     after = run(["sandbox.status"], private_sandbox)
     assert after.returncode == 1 and "no sandbox is running" in after.stderr
 
@@ -66,7 +66,7 @@ def test_ping_reaches_every_host_and_first_contact_needs_the_flag(
     inventory = {"INVOKE_FLUXOPS_INVENTORY": private_sandbox["INVOKE_FLUXOPS_SANDBOX_INVENTORY"]}
     known = run(["inventory.ping"], {**private_sandbox, **inventory})
     assert known.returncode == 0, known.stdout + known.stderr
-    assert "Linux n5" in known.stdout and "Linux phx" in known.stdout
+    assert "Linux n5" in known.stdout and "Linux phx1" in known.stdout
     # the same hosts under a known_hosts file that has never seen them
     text = Path(inventory["INVOKE_FLUXOPS_INVENTORY"]).read_text()
     fresh_known = tmp_path / "fresh_known_hosts"

@@ -121,16 +121,16 @@ def test_changed_host_key_is_refused_before_any_command(sandbox_env, n5: RemoteS
 
 def test_unknown_host_needs_explicit_accept_then_is_recorded(sandbox_env, tmp_path: Path) -> None:
     known = tmp_path / "known_hosts"
-    host = dataclasses.replace(sandbox_env.inventory.host("phx"), known_hosts=known)
+    host = dataclasses.replace(sandbox_env.inventory.host("phx1"), known_hosts=known)
     with pytest.raises(HostKeyError, match="--accept-new-host-key"):
         RemoteShell(host).run(["true"])
     assert not known.exists()
     first = RemoteShell(host, accept_new_host_key=True)
-    assert first.run(["hostname"]).stdout.strip() == "phx"
+    assert first.run(["hostname"]).stdout.strip() == "phx1"
     first.close()
     assert known.read_text().startswith("[127.0.0.3]:")
     strict = RemoteShell(host)
-    assert strict.run(["hostname"]).stdout.strip() == "phx"
+    assert strict.run(["hostname"]).stdout.strip() == "phx1"
     strict.close()
 
 

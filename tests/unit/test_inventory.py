@@ -26,7 +26,7 @@ def test_shipped_hosts_file_loads() -> None:
     n5 = inventory.host("n5")
     assert n5.cluster == "lab"
     assert n5.address.startswith("192.168.8.")
-    phx = inventory.host("phx")
+    phx = inventory.host("phx1")
     assert (phx.cluster, phx.address, phx.become) == ("phx", "85.31.234.30", True)
     assert not n5.is_loopback and not phx.is_loopback
 
@@ -167,7 +167,7 @@ def test_unknown_cluster_and_host_list_the_known_ones() -> None:
     inventory = inv.load(REPO / "inventory" / "hosts.yaml")
     with pytest.raises(InventoryError, match=r"unknown cluster 'nope'; clusters here: lab, phx"):
         inventory.cluster("nope")
-    with pytest.raises(InventoryError, match=r"unknown host 'n9'; hosts here: n5, phx"):
+    with pytest.raises(InventoryError, match=r"unknown host 'n9'; hosts here: n5, phx1"):
         inventory.host("n9")
 
 
