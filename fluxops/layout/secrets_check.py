@@ -48,11 +48,12 @@ def check_files(
 ) -> None:
     """The secret checker's findings for the tree's files (``only`` these folders, and .sops.yaml).
 
-    Parse errors are already reported by loading (code ``yaml``); the checker's are kept only for
-    files loading did not read. Without ``key_dir`` only an environment key verifies MACs.
+    Loading parses every file and reports YAML errors (code ``yaml``), so the checker does not
+    parse files for syntax alone, and its YAML findings are kept only for files loading did not
+    report. Without ``key_dir`` only an environment key verifies MACs.
     """
     within = (*only, CONFIG_NAME) if only else TREE
-    for finding in secrets.check(root, key_dir, within=within):
+    for finding in secrets.check(root, key_dir, within=within, syntax=False):
         if finding.code == "yaml" and finding.path in sources.errors:
             continue
         findings.error(finding.code, finding.reason, file=finding.path, line=_line(sources, finding))

@@ -19,9 +19,9 @@ is decided by its content (:mod:`fluxops.secrets.encrypted`), never by its name.
 - ``sops-config``: ``.sops.yaml`` unreadable or with an invalid ``path_regex``, or no creation rule
   matches a ``*.sops.yaml`` file (a file encrypted under another name may have none).
 - ``yaml``: a ``.yaml``/``.yml`` file YAML cannot parse (a templated ``stringData: {{ pw }}`` must not
-  pass unseen). Exempt: files under the ``templates/`` folder of a Helm chart (a folder with a
-  ``Chart.yaml`` in an ancestor of ``templates/``); Helm renders those, YAML does not read them. In a
-  chart's templates a Secret value that is a template expression (``{{ ... }}``) is not a finding.
+  pass unseen). Exempt: files under the ``templates/`` folder of a Helm chart (the folder holding
+  ``Chart.yaml``); Helm renders those, YAML does not read them. In a chart's templates a Secret
+  value that is a template expression (``{{ ... }}``) is not a finding.
 - ``key-store``: the key store (``key_dir``) is inside the checked repository.
 
 Values sops leaves in clear by design are never findings: empty strings, nulls, empty maps and
@@ -50,7 +50,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 from ruamel.yaml import YAML
@@ -58,7 +58,7 @@ from ruamel.yaml import YAML
 from fluxops import clusters
 from fluxops.errors import FluxopsError, KeyStoreError, SopsError
 from fluxops.masking import reveal
-from fluxops.secrets import keys, keystore, rules, walk
+from fluxops.secrets import keystore, rules, walk
 from fluxops.secrets.encrypted import (
     ENC_PREFIX,
     MAX_BYTES,
@@ -67,7 +67,9 @@ from fluxops.secrets.encrypted import (
     inspect,
     inspect_text,
 )
-from fluxops.secrets.sops import KeySource, Sops, binary, environment_key, parallel
+
+if TYPE_CHECKING:
+    from fluxops.secrets.sops import KeySource, Sops
 
 SOPS_NAME_SUFFIXES = (".sops.yaml", ".sops.yml")
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -87,8 +89,11 @@ _MAC_MARKERS = ("MAC mismatch", "Cannot decrypt MAC", "Could not decrypt MAC")
 _VALUE_MARKER = "Could not decrypt value"
 _FORMAT_MARKER = "does not match sops' data format"
 _HEX_RUN = re.compile(r"[0-9A-Fa-f]{32,}")
-# text without any of these cannot hold sops data, a Secret or a secretGenerator
-_MARKERS = ("sops", "ENC[", "Secret", "secretGenerator")
+# text without a match cannot hold sops metadata or ciphertext (YAML, JSON, dotenv, INI as sops writes them)
+_SOPS_HINT = re.compile(r'^sops:|"sops"\s*:|^sops_|^\[sops\]|ENC\[', re.MULTILINE)
+_SECRET_HINTS = ("Secret", "secretGenerator")
+# the variables fluxops.secrets.sops.environment_key reads: without them and a key store, nothing decrypts
+_KEY_ENV = ("SOPS_AGE_KEY_FILE", "SOPS_AGE_KEY", "SOPS_AGE_KEY_CMD")
 _FastLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 RESTORE = "restore it from git (`git checkout -- {path}`) or a backup"
 
@@ -231,33 +236,44 @@ def _parses(text: str) -> bool:
     return True
 
 
-def quick_inspect(path: Path) -> Inspection:
-    """:func:`~fluxops.secrets.encrypted.inspect`, but a file whose text cannot hold sops data, a
-    Secret or a secretGenerator is only parsed (libyaml) to tell whether it is valid YAML."""
+def _fast_documents(text: str) -> list[Any] | None:
+    try:
+        return [doc for doc in yaml.load_all(text, Loader=_FastLoader) if doc is not None]
+    except Exception:  # any YAML or constructor error: the full inspection says what it is
+        return None
+
+
+def quick_inspect(path: Path, *, syntax: bool = True) -> Inspection:
+    """:func:`~fluxops.secrets.encrypted.inspect`, faster for the many files that cannot be encrypted.
+
+    Only text with a sops hint (a ``sops:`` block, ``ENC[``, sops' dotenv/INI keys) or a
+    ``*.sops.yaml`` name gets the full inspection. Other text is plaintext: parsed by libyaml, to
+    documents when it may hold a Secret or secretGenerator, else only to tell it is valid YAML;
+    what libyaml cannot read goes to the full inspection, which names the problem. Without
+    ``syntax`` text that may hold no secret is not parsed at all.
+    """
     try:
         if path.stat().st_size > MAX_BYTES:
             return inspect(path)
         text = path.read_bytes().decode()
     except (OSError, UnicodeDecodeError):
         return inspect(path)
-    if is_sops_name(path.name) or any(marker in text for marker in _MARKERS):
+    if is_sops_name(path.name) or _SOPS_HINT.search(text):
         return inspect_text(text, path)
-    if path.suffix in YAML_SUFFIXES and not _parses(text):
+    if any(hint in text for hint in _SECRET_HINTS):
+        documents = _fast_documents(text)
+        return inspect_text(text, path) if documents is None else Inspection(path, "plaintext", documents)
+    if syntax and path.suffix in YAML_SUFFIXES and not _parses(text):
         return inspect_text(text, path)
     return Inspection(path, "plaintext")
 
 
 def in_chart_templates(root: Path, path: Path) -> bool:
-    """True for a file under a Helm chart's ``templates/`` folder (a Chart.yaml above that folder)."""
+    """True for a file under a Helm chart's ``templates/`` folder (one with a Chart.yaml beside it)."""
     for folder in path.parents:
         if folder == root or not folder.is_relative_to(root):
             break
-        if folder.name == "templates" and any(
-            (above / chart).is_file()
-            for above in [folder.parent, *folder.parent.parents]
-            if above.is_relative_to(root)
-            for chart in CHART_FILES
-        ):
+        if folder.name == "templates" and any((folder.parent / chart).is_file() for chart in CHART_FILES):
             return True
     return False
 
@@ -500,8 +516,9 @@ def inspection_findings(root: Path, inspection: Inspection, config: _Config) -> 
             findings.append(
                 Finding(
                     rel,
-                    f"plaintext Secret {name}: encrypt it (`invoke secrets.encrypt` for a *.sops.yaml, "
-                    "or create it with `invoke secrets.new`)",
+                    f"plaintext Secret {name}: move it to a *.sops.yaml file and run `invoke "
+                    "secrets.encrypt` (or make it with `invoke secrets.new`); if it was committed, "
+                    "change its values",
                     "plaintext-secret",
                     document=index,
                 )
@@ -527,6 +544,9 @@ class _Candidate:
 def key_at_hand(key_dir: Path | None, cluster: str) -> tuple[KeySource, str | None] | None:
     """The key a sops call for the cluster would use (environment, then key store) and, for a key
     store file, its recipient; None when there is none (or the store file is not a key)."""
+    from fluxops.secrets import keys  # the sops runner is loaded only when something may decrypt
+    from fluxops.secrets.sops import environment_key
+
     if key_dir is None:
         from_env = environment_key(cluster)
         return (from_env, None) if from_env is not None else None
@@ -539,7 +559,7 @@ def key_at_hand(key_dir: Path | None, cluster: str) -> tuple[KeySource, str | No
 
 
 def _candidates(root: Path, key_dir: Path | None, inspections: list[Inspection]) -> list[_Candidate]:
-    if not rules.config_path(root).is_file():
+    if not rules.config_path(root).is_file() or (key_dir is None and not any(map(os.environ.get, _KEY_ENV))):
         return []
     by_cluster: dict[str, list[Inspection]] = {}
     for item in inspections:
@@ -604,6 +624,8 @@ def verify_macs(root: Path, key_dir: Path | None, inspections: list[Inspection])
     chosen = _candidates(Path(root).absolute(), key_dir, inspections)
     if not chosen:
         return 0, []
+    from fluxops.secrets.sops import Sops, binary, parallel
+
     binary()  # no sops at all is an error of the check, not a finding per file
     sops = Sops(root)
     results = parallel(lambda item: _decrypt_finding(sops, item), chosen)
@@ -613,11 +635,15 @@ def verify_macs(root: Path, key_dir: Path | None, inspections: list[Inspection])
 # -- the whole repository -----------------------------------------------------------------------
 
 
-def scan(root: Path, key_dir: Path | None = None, *, within: Sequence[str] = ()) -> Report:
+def scan(
+    root: Path, key_dir: Path | None = None, *, within: Sequence[str] = (), syntax: bool = True
+) -> Report:
     """Every finding under ``root`` (or only in the ``within`` paths, relative to it), sorted.
 
     ``key_dir`` is the key store: checked to be outside the repository and used, with the
-    environment's key, to verify MACs. Without it only an environment key verifies.
+    environment's key, to verify MACs. Without it only an environment key verifies. A caller that
+    reports YAML syntax errors itself passes ``syntax=False``: files that cannot hold a secret are
+    then not parsed (a secret file that does not parse is still reported).
     """
     root = Path(root).absolute()
     files = [p for p in walk.repository_files(root) if _in_scope(_rel(root, p), within)]
@@ -629,7 +655,7 @@ def scan(root: Path, key_dir: Path | None = None, *, within: Sequence[str] = ())
     for path in files:
         if path.name == rules.CONFIG_NAME or not walk.is_candidate(path):
             continue
-        inspection = quick_inspect(path)
+        inspection = quick_inspect(path, syntax=syntax)
         report.findings.extend(inspection_findings(root, inspection, config))
         if inspection.state == "encrypted":
             encrypted.append(inspection)
@@ -641,9 +667,11 @@ def scan(root: Path, key_dir: Path | None = None, *, within: Sequence[str] = ())
     return report
 
 
-def check(root: Path, key_dir: Path | None = None, *, within: Sequence[str] = ()) -> list[Finding]:
+def check(
+    root: Path, key_dir: Path | None = None, *, within: Sequence[str] = (), syntax: bool = True
+) -> list[Finding]:
     """Every finding under ``root``, sorted by file (see :func:`scan`)."""
-    return scan(root, key_dir, within=within).findings
+    return scan(root, key_dir, within=within, syntax=syntax).findings
 
 
 # -- command line -------------------------------------------------------------------------------

@@ -295,3 +295,12 @@ def test_closed_stdout_gives_no_traceback_and_the_right_exit_code(repo: Path) ->
         stderr = proc.stderr.read().decode()
         assert proc.wait(timeout=120) == expected, stderr
         assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+def test_invalid_creation_rule_regex_is_a_finding(repo: Path) -> None:
+    config = repo / ".sops.yaml"
+    config.write_text(config.read_text() + "  - path_regex: k8s/clusters/(broken\n    age: age1x\n")
+    [finding] = secrets_check.check(repo)
+    assert (finding.path, finding.code) == (".sops.yaml", "sops-config")
+    assert "path_regex 'k8s/clusters/(broken' is not a valid regular expression" in finding.reason
+    assert finding.keys == ("creation_rules", 2, "path_regex")
