@@ -57,13 +57,11 @@ from ruamel.yaml import YAML
 
 from fluxops import clusters
 from fluxops.errors import FluxopsError, KeyStoreError, SopsError
-from fluxops.masking import reveal
 from fluxops.secrets import keystore, rules, walk
 from fluxops.secrets.encrypted import (
     ENC_PREFIX,
     MAX_BYTES,
     Inspection,
-    double_encrypted,
     inspect,
     inspect_text,
 )
@@ -85,7 +83,6 @@ _BECH32 = "02-9ACDEFGHJKLMNPQRSTUVWXYZ"
 PRIVATE_KEY_RE = re.compile(
     re.escape(keystore.SECRET_PREFIX).encode() + rb"(?:PQ-)?1[" + _BECH32.encode() + rb"]{58}", re.IGNORECASE
 )
-_MAC_MARKERS = ("MAC mismatch", "Cannot decrypt MAC", "Could not decrypt MAC")
 _VALUE_MARKER = "Could not decrypt value"
 _FORMAT_MARKER = "does not match sops' data format"
 _HEX_RUN = re.compile(r"[0-9A-Fa-f]{32,}")
@@ -580,43 +577,41 @@ def _candidates(root: Path, key_dir: Path | None, inspections: list[Inspection])
 
 
 def _decrypt_finding(sops: Sops, item: _Candidate) -> tuple[bool, Finding | None]:
-    """(verified, finding) for one file: decrypt it in memory and judge the result."""
+    """(verified, finding) for one file: :meth:`Sops.verify` decrypts it in memory; judge its verdict.
+
+    sops' own message is not repeated for a MAC mismatch: it carries the hash of the plaintext values.
+    """
+    from fluxops.secrets.sops import Verdict
+
     restore = RESTORE.format(path=item.rel)
     try:
-        plaintext = sops.decrypt(item.path, item.key)
+        verdict = sops.verify(item.path, item.key)
     except SopsError as exc:
-        text = str(exc)
-        if any(marker in text for marker in _MAC_MARKERS):
-            reason = f"tampered: its MAC does not verify (changed without sops); {restore}"
-        elif _VALUE_MARKER in text and _FORMAT_MARKER not in text:
-            reason = f"tampered: an encrypted value does not verify (changed without sops); {restore}"
-        elif _FORMAT_MARKER in text:
-            return True, Finding(
-                item.rel,
-                f"a value in clear sits where sops encrypts (added without sops); {restore}",
-                "sops-unencrypted",
-            )
-        elif exc.key_file is not None:
-            if not item.listed:
-                return False, None  # the key at hand is not one of its recipients: nothing to verify
-            reason = (
-                f"tampered: the cluster key is one of its recipients but cannot unwrap its data key "
-                f"(the sops metadata was edited); {restore}"
-            )
-        else:
-            first = next((ln.strip() for ln in text.splitlines()[1:] if ln.strip()), text)
-            return False, Finding(
-                item.rel, f"sops cannot decrypt it: {_HEX_RUN.sub('...', first)[:200]}", "sops-decrypt"
-            )
+        verdict = Verdict("error", str(exc))
+    if verdict.state == "ok":
+        return True, None
+    if verdict.state == "double":
+        reason = f"encrypted twice: it decrypts to sops ciphertext (encrypted again); {restore}"
+        return True, Finding(item.rel, reason, "secret-encrypted-twice")
+    if verdict.state == "tampered":
+        reason = f"tampered: its MAC does not verify (changed without sops); {restore}"
         return True, Finding(item.rel, reason, "secret-tampered")
-    if double_encrypted(reveal(plaintext)):
-        return True, Finding(
-            item.rel,
-            f"encrypted twice: it decrypts to sops ciphertext (`secrets.encrypt` ran on an encrypted "
-            f"file); {restore}",
-            "secret-encrypted-twice",
+    if verdict.state == "no-key":
+        if not item.listed:
+            return False, None  # the key at hand is not one of its recipients: nothing to verify
+        reason = (
+            "tampered: the cluster key is one of its recipients but cannot unwrap its data key "
+            f"(the sops metadata was edited); {restore}"
         )
-    return True, None
+        return True, Finding(item.rel, reason, "secret-tampered")
+    if _FORMAT_MARKER in verdict.detail:
+        reason = f"a value in clear sits where sops encrypts (added without sops); {restore}"
+        return True, Finding(item.rel, reason, "sops-unencrypted")
+    if _VALUE_MARKER in verdict.detail:
+        reason = f"tampered: an encrypted value does not verify (changed without sops); {restore}"
+        return True, Finding(item.rel, reason, "secret-tampered")
+    detail = _HEX_RUN.sub("...", verdict.detail)[:200]
+    return False, Finding(item.rel, f"sops cannot decrypt it: {detail}", "sops-decrypt")
 
 
 def verify_macs(root: Path, key_dir: Path | None, inspections: list[Inspection]) -> tuple[int, list[Finding]]:
