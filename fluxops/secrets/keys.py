@@ -1,12 +1,14 @@
 """Per-cluster age keys: generate (store + ``.sops.yaml`` rule), show, and the key each sops call uses.
 
 Key precedence for decrypting: the operator's explicit environment first (SOPS_AGE_KEY_FILE, then
-SOPS_AGE_KEY / SOPS_AGE_KEY_CMD), then the key store's ``<key_dir>/<cluster>.agekey``.
+SOPS_AGE_KEY / SOPS_AGE_KEY_CMD), then the key store's ``<key_dir>/<cluster>.agekey``. Variables that
+only point at the store's own key files (what ``keys.env`` prints for plain sops) count as the store.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,10 +193,73 @@ def decryption_key(key_dir: Path, cluster: str, root: Path | None = None) -> Key
     With ``root``, a missing key's error names the recipient the cluster's rule expects.
     """
     from_env = environment_key(cluster)
-    if from_env is not None:
+    if from_env is not None and not _names_only_the_store(key_dir, from_env):
         return from_env
     path = keystore.key_path(key_dir, cluster)
     if not path.exists():
         raise KeyStoreError(missing_key_message(root, cluster, path), cluster=cluster, key_file=str(path))
     keystore.public_key(path, cluster=cluster)
     return KeySource.store_file(cluster, path)
+
+
+def _store_files(key_dir: Path, names: list[str]) -> bool:
+    store = Path(key_dir).expanduser().absolute()
+    paths = [Path(name).expanduser().absolute() for name in names]
+    return bool(paths) and all(
+        p.parent == store
+        and p.name.endswith(keystore.KEY_SUFFIX)
+        and not p.name.endswith(keystore.PENDING_SUFFIX)
+        for p in paths
+    )
+
+
+def _names_only_the_store(key_dir: Path, source: KeySource) -> bool:
+    """True when an environment key only points at the store's current key files (what ``keys.env``
+    prints): then each cluster uses its own store key, as if the variable were not set."""
+    if "SOPS_AGE_KEY_FILE" in source.env:
+        return _store_files(key_dir, [str(source.env["SOPS_AGE_KEY_FILE"])])
+    command = str(source.env.get("SOPS_AGE_KEY_CMD", ""))
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return False
+    return len(words) > 1 and words[0] == "cat" and _store_files(key_dir, words[1:])
+
+
+@dataclass(frozen=True)
+class ShellEnv:
+    """Shell lines that let plain sops use the key store's keys: paths only, never a key."""
+
+    lines: list[str]
+    clusters: list[str]
+    missing: list[str]
+
+
+def shell_env(root: Path, key_dir: Path, cluster: str | None = None) -> ShellEnv:
+    """``export`` lines for plain sops and editor plugins: one cluster's key file, or every cluster's.
+
+    One cluster: ``SOPS_AGE_KEY_FILE=<key_dir>/<cluster>.agekey``. Every cluster: sops 3.11 reads a
+    single file from SOPS_AGE_KEY_FILE, so ``SOPS_AGE_KEY_CMD='cat FILE...'`` (sops runs it without a
+    shell and takes every identity it prints). Clusters without a key are listed in ``missing``.
+    """
+    names = [cluster] if cluster else clusters(root)
+    found: list[tuple[str, Path]] = []
+    missing: list[str] = []
+    for name in names:
+        cluster_dir(root, name)
+        path = keystore.key_path(key_dir, name).expanduser().absolute()
+        if path.exists() or cluster is not None:
+            keystore.public_key(path, cluster=name)  # a missing or broken key file: its error and fix
+            found.append((name, path))
+        else:
+            missing.append(name)
+    if not found:
+        raise KeyStoreError(
+            f"no cluster has a key in {key_dir}; make one with `invoke keys.generate --cluster C`"
+        )
+    if cluster is not None:
+        line = f"export SOPS_AGE_KEY_FILE={shlex.quote(str(found[0][1]))}"
+    else:
+        command = shlex.join(["cat", *(str(path) for _, path in found)])
+        line = f"export SOPS_AGE_KEY_CMD={shlex.quote(command)}"
+    return ShellEnv(lines=[line], clusters=[name for name, _ in found], missing=missing)

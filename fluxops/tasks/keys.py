@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from invoke import Context, Exit, task
@@ -92,6 +93,21 @@ def show(c: Context, cluster: str | None = None) -> None:
     problems = [i.cluster for i in infos if i.problem]
     if problems:
         raise Exit(f"error: key problem in cluster(s) {', '.join(problems)} (see above)", code=1)
+
+
+@task(help={"cluster": "only this cluster's key (default: every cluster's)"})
+@user_errors
+def env(c: Context, cluster: str | None = None) -> None:
+    """Print the shell line that lets plain sops and editor plugins use the key store (paths, never a key).
+
+    Use it as: eval "$(invoke keys.env)"
+    """
+    settings = config(c)
+    done = lib.shell_env(settings.root, settings.key_dir, cluster)
+    for line in done.lines:
+        print(line)
+    if done.missing:
+        print(f"# no key yet for: {', '.join(done.missing)} (invoke keys.generate)", file=sys.stderr)
 
 
 @task(
