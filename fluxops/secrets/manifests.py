@@ -78,16 +78,36 @@ class SecretSpec:
 
 
 def parse_values(
-    literals: list[str] | None, files: list[str] | None
+    literals: list[str] | None,
+    files: list[str] | None,
+    envs: list[str] | None = None,
+    values: Mapping[str, Secret] | None = None,
 ) -> tuple[dict[str, Secret], dict[str, Secret]]:
-    """``k=v`` literals and ``k=PATH`` files as (stringData, data); binary files go base64 into data."""
+    """The secret's values as (stringData, data); binary files go base64 into data.
+
+    ``literals`` are ``k=v``, ``files`` ``k=PATH``, ``envs`` ``k=ENVVAR`` (read from this process's
+    environment) and ``values`` values already read (e.g. from stdin). A key may be given once.
+    """
     string_data: dict[str, Secret] = {}
     data: dict[str, Secret] = {}
+    given: list[str] = []
     for item in literals or []:
         key, sep, value = item.partition("=")
         if not sep:
             raise SecretsError(f"--from-literal needs KEY=VALUE, got {key!r}=...")
         string_data[_check_key(key)] = Secret(value)
+        given.append(key)
+    for item in envs or []:
+        key, sep, variable = item.partition("=")
+        if not sep or not variable:
+            raise SecretsError(f"--from-env needs KEY=ENVVAR, got {item!r}")
+        if variable not in os.environ:
+            raise SecretsError(f"--from-env {key}: the environment variable {variable} is not set")
+        string_data[_check_key(key)] = Secret(os.environ[variable])
+        given.append(key)
+    for key, value in (values or {}).items():
+        string_data[_check_key(key)] = value
+        given.append(key)
     for item in files or []:
         key, sep, path = item.partition("=")
         if not sep:
@@ -101,9 +121,10 @@ def parse_values(
             string_data[_check_key(key)] = Secret(raw.decode())
         except UnicodeDecodeError:
             data[_check_key(key)] = Secret(base64.b64encode(raw).decode())
-    both = set(string_data) & set(data)
-    if both:
-        raise SecretsError(f"key given twice: {', '.join(sorted(both))}")
+        given.append(key)
+    twice = sorted({key for key in given if given.count(key) > 1})
+    if twice:
+        raise SecretsError(f"key given twice: {', '.join(twice)}")
     return string_data, data
 
 

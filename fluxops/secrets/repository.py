@@ -7,7 +7,7 @@ stdin with the creation rule of its destination, and only the ciphertext is writ
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from fluxops.errors import PartialError, SecretsError, SopsError
 from fluxops.files import atomic_write, exclusive
 from fluxops.masking import Secret
 from fluxops.secrets import keys, keystore, manifests, rules, walk
-from fluxops.secrets.encrypted import inspect
+from fluxops.secrets.encrypted import RESTORE, double_encrypted, inspect
 from fluxops.secrets.manifests import SOPS_SUFFIX, SecretSpec
 from fluxops.secrets.sops import KeySource, Sops, parallel
 
@@ -88,10 +88,16 @@ def new(
     *,
     literals: Iterable[str] = (),
     files: Iterable[str] = (),
+    envs: Iterable[str] = (),
+    values: Mapping[str, Secret] | None = None,
     dest: str | Path | None = None,
     force: bool = False,
 ) -> NewSecret:
-    """Write an encrypted Secret manifest and reference it from the nearest kustomization.yaml."""
+    """Write an encrypted Secret manifest and reference it from the nearest kustomization.yaml.
+
+    Values come from ``literals`` (``k=v``), ``files`` (``k=PATH``), ``envs`` (``k=ENVVAR``) and
+    ``values`` (already read, e.g. from stdin); see :func:`manifests.parse_values`.
+    """
     root = Path(root).absolute()
     manifests.check_name(name)
     manifests.check_name(namespace, "namespace")
@@ -100,10 +106,11 @@ def new(
         raise SecretsError(
             f"{path} already exists; edit it with `invoke secrets.edit {path}` or pass --force"
         )
-    string_data, data = manifests.parse_values(list(literals), list(files))
+    string_data, data = manifests.parse_values(list(literals), list(files), list(envs), values)
     if not string_data and not data:
         raise SecretsError(
-            "give the secret's values with --from-literal KEY=VALUE and/or --from-file KEY=PATH"
+            "give the secret's values with --from-file KEY=PATH, --from-env KEY=ENVVAR or --from-stdin KEY "
+            "(--from-literal KEY=VALUE only with --allow-argv: it shows the value in the process list)"
         )
     tree = clusters.cluster_dir(root, cluster)
     kustomization = manifests.nearest_kustomization(path.parent, tree)
@@ -286,9 +293,15 @@ def view(root: Path, key_dir: Path, path: Path) -> Secret:
     """The decrypted file, as a Secret (the caller decides to reveal it)."""
     root = Path(root).absolute()
     path, cluster = _cluster_for_file(root, path)
-    if inspect(path).state != "encrypted":
+    found = inspect(path)
+    if found.state == "plaintext":
         raise SecretsError(f"{path} is not encrypted; run `invoke secrets.encrypt --cluster {cluster}` first")
-    return Sops(root).decrypt(path, keys.decryption_key(key_dir, cluster, root))
+    if found.state != "encrypted":
+        raise SecretsError(f"{path}: {found.problem}")
+    plaintext = Sops(root).decrypt(path, keys.decryption_key(key_dir, cluster, root))
+    if double_encrypted(plaintext.reveal()):
+        raise SecretsError(f"{path} decrypts to sops ciphertext: it was encrypted twice; {RESTORE}")
+    return plaintext
 
 
 def edit(root: Path, key_dir: Path, path: Path) -> int:

@@ -4,6 +4,11 @@ Every call runs with the repository root as working directory and ``--config <ro
 the creation rules of that repository apply. The age key reaches sops only as a path in
 ``SOPS_AGE_KEY_FILE`` (or the operator's own SOPS_AGE_* environment), never on the command line.
 Plaintext travels on stdin/stdout only. ``sops --version`` is never called (it phones home).
+
+sops never inherits the operator's whole environment (:func:`sops_environment`): no gpg agent or
+keyring, no AWS/GCP/Azure/Vault settings, no proxies, unless ``$FLUXOPS_SOPS_KEY_SERVICES`` names
+those key services. A file encrypted only to such keys is refused before sops runs, so sops never
+goes looking for them (cloud metadata addresses included).
 """
 
 from __future__ import annotations
@@ -12,8 +17,8 @@ import functools
 import json
 import os
 import shutil
-import signal
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +27,7 @@ from typing import Any, TypeVar
 from fluxops.errors import CommandError, SopsError
 from fluxops.files import atomic_write
 from fluxops.masking import Secret, reveal
+from fluxops.secrets import editor
 from fluxops.secrets.encrypted import RESTORE, double_encrypted, file_recipients, inspect, inspect_text
 from fluxops.secrets.rules import config_path
 from fluxops.secrets.staging import Staging
@@ -34,6 +40,19 @@ TIMEOUT = 120.0
 BATCH = 25  # files per sops process for updatekeys: amortises its start-up, keeps cores busy
 MAC_MARKERS = ("MAC mismatch", "Cannot decrypt MAC", "Could not decrypt MAC")
 _NO_KEY_MARKERS = ("Failed to get the data key", "no identity matched", "failed to load age identities")
+
+KEY_SERVICES_VARIABLE = "FLUXOPS_SOPS_KEY_SERVICES"
+# key services other than age, by their name in sops metadata: (label, variables sops gets when opted in)
+OTHER_KEY_SERVICES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "pgp": ("PGP", ("GNUPGHOME", "GPG_", "SOPS_GPG_")),
+    "kms": ("AWS KMS", ("AWS_",)),
+    "gcp_kms": ("GCP KMS", ("GOOGLE_", "CLOUDSDK_", "GCE_METADATA_")),
+    "azure_kv": ("Azure Key Vault", ("AZURE_", "MSI_", "IDENTITY_")),
+    "hc_vault": ("HashiCorp Vault", ("VAULT_",)),
+}
+_BASE_VARIABLES = ("PATH", "HOME", "XDG_CONFIG_HOME", "TMPDIR", "LANG", "LANGUAGE")  # and LC_*
+_EDITOR_VARIABLES = ("TERM", "COLORTERM", "DISPLAY", "WAYLAND_DISPLAY", "XDG_RUNTIME_DIR")
+_NETWORK_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
 @functools.cache
@@ -93,6 +112,78 @@ def environment_key(cluster: str) -> KeySource | None:
     if command:
         return KeySource(cluster, "$SOPS_AGE_KEY_CMD", {"SOPS_AGE_KEY_CMD": command})
     return None
+
+
+PRIVATE_PREFIX = "fluxops-sops-"  # per call: sops' GNUPGHOME
+_swept = threading.Lock()
+_swept_pids: set[int] = set()
+
+
+def _remove_leftover_folders() -> None:
+    """Once per process: remove the private folders of sops calls whose process was killed."""
+    with _swept:
+        if os.getpid() not in _swept_pids:
+            _swept_pids.add(os.getpid())
+            editor.remove_leftovers(PRIVATE_PREFIX)
+
+
+def key_services() -> frozenset[str]:
+    """The key services besides age that sops may use: ``$FLUXOPS_SOPS_KEY_SERVICES`` (e.g. ``kms,pgp``)."""
+    raw = os.environ.get(KEY_SERVICES_VARIABLE, "")
+    names = {name.strip().lower() for name in raw.replace(" ", ",").split(",") if name.strip()}
+    unknown = sorted(names - set(OTHER_KEY_SERVICES))
+    if unknown:
+        raise SopsError(
+            f"${KEY_SERVICES_VARIABLE}: unknown key service(s) {', '.join(unknown)}; "
+            f"name any of {', '.join(OTHER_KEY_SERVICES)}, comma-separated"
+        )
+    return frozenset(names)
+
+
+def sops_environment(
+    private: Path, extra: Mapping[str, str | Secret] | None = None, *, interactive: bool = False
+) -> dict[str, str | Secret]:
+    """The whole environment of a sops process; nothing else of the operator's reaches it.
+
+    PATH, HOME, XDG_CONFIG_HOME, TMPDIR and the locale (LANG, LANGUAGE, LC_*); when ``interactive``,
+    also the terminal and display for the editor. A key service other than age gets the operator's
+    settings only when named in ``$FLUXOPS_SOPS_KEY_SERVICES`` (cloud ones then also the proxy
+    settings); otherwise GNUPGHOME is the empty private folder ``private`` (no keyring, no agent),
+    the AWS SDK reads no ~/.aws files and never the EC2 metadata address, and Google's SDK looks for
+    no default credentials. Then SOPS_DISABLE_VERSION_CHECK=1 and ``extra`` (the key's variables).
+    """
+    services = key_services()
+    keep = _BASE_VARIABLES + (_EDITOR_VARIABLES if interactive else ())
+    env: dict[str, str | Secret] = {k: v for k, v in os.environ.items() if k in keep or k.startswith("LC_")}
+    for service in sorted(services):
+        prefixes = OTHER_KEY_SERVICES[service][1]
+        env.update({k: v for k, v in os.environ.items() if k.startswith(prefixes)})
+    if services - {"pgp"}:
+        env.update({k: v for k, v in os.environ.items() if k.upper() in _NETWORK_VARIABLES})
+    absent = str(private / "absent")  # never created: a settings file that does not exist
+    if "pgp" not in services:
+        env["GNUPGHOME"] = str(private)
+    if "kms" not in services:
+        env.update(
+            AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=absent, AWS_SHARED_CREDENTIALS_FILE=absent
+        )
+    if "gcp_kms" not in services:
+        env["GOOGLE_APPLICATION_CREDENTIALS"] = absent
+    env["SOPS_DISABLE_VERSION_CHECK"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def _other_keys_message(where: str, services: Sequence[str], detail: str | None = None) -> str:
+    labels = " and ".join(OTHER_KEY_SERVICES[s][0] for s in services if s in OTHER_KEY_SERVICES)
+    head = f"cannot decrypt {where}: fluxops manages age keys; this file is encrypted only to {labels} keys"
+    if detail is not None:
+        return f"{head}, and sops could not use your {labels} set-up: {first_error_line(detail)}"
+    return (
+        f"{head} (no age recipient), and sops gets no {labels} settings from fluxops. If you hold such a "
+        f"key, set {KEY_SERVICES_VARIABLE}={','.join(services)} to pass your {labels} settings to sops; "
+        "otherwise re-create the file for your age key (`invoke secrets.scaffold`)."
+    )
 
 
 def files_failed(failures: Sequence[tuple[Path | str, SopsError]], total: int) -> SopsError:
@@ -182,14 +273,46 @@ class Sops:
             env.update(key.env)
         config, cwd = (staging.config, staging.dir) if staging else (self.config, self.root)
         argv = [binary(), "--config", str(config), *args]
+        refused = self._refusal(path, key)
+        if refused is not None:
+            if check:
+                raise refused
+            return Result(self.shell.name, tuple(argv), 1, "", str(refused), 0.0)
+        _remove_leftover_folders()
+        private = editor.private_folder(PRIVATE_PREFIX)
         try:
-            return self.shell.run(argv, stdin=stdin, env=env, cwd=cwd, timeout=self.timeout, check=check)
+            full_env = sops_environment(private, env)
+            return self.shell.run(
+                argv, stdin=stdin, env=full_env, cwd=cwd, timeout=self.timeout, check=check, inherit_env=False
+            )
         except CommandError as exc:
             raise self._explain(exc, key, path) from None
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+
+    def _refusal(self, path: Path | None, key: KeySource | None) -> SopsError | None:
+        """The error for decrypting a file sops could open only with key services not opted into."""
+        if key is None or path is None or not Path(path).is_file():
+            return None
+        services = inspect(Path(path)).key_services
+        if not services or "age" in services or set(services) & key_services():
+            return None
+        where = self.relative(path)
+        return SopsError(
+            _other_keys_message(where, services), cluster=key.cluster, key_file=key.key_file, path=where
+        )
 
     def _explain(self, exc: CommandError, key: KeySource | None, path: Path | None) -> SopsError:
         where = self.relative(path) if path is not None else "stdin"
         detail = exc.stderr_tail or str(exc)
+        services = inspect(path).key_services if path is not None and path.is_file() else []
+        if key is not None and services and "age" not in services:
+            return SopsError(
+                _other_keys_message(where, services, detail),
+                cluster=key.cluster,
+                key_file=key.key_file,
+                path=where,
+            )
         if key is not None and any(marker in detail for marker in _NO_KEY_MARKERS):
             recipients = ", ".join(file_recipients(path)) if path is not None and path.exists() else "?"
             return SopsError(
@@ -359,19 +482,35 @@ class Sops:
         atomic_write(path, result.stdout, mode=Path(path).stat().st_mode & 0o777)
 
     def edit(self, path: Path, key: KeySource) -> int:
-        """Open the file in $EDITOR through sops.
+        """Open the file in the operator's editor through sops; sops' exit code (0 saved, 200 unchanged).
 
-        Interactive, so plumbum runs it on the terminal directly rather than through the capturing
-        command adapter; sops decrypts to its own 0600 temp file and re-encrypts on save.
+        Interactive, so sops runs on the terminal directly rather than through the capturing command
+        adapter, in the minimal environment plus the terminal's. Its TMPDIR, where it decrypts to a
+        0600 temp file, is a private folder that fluxops removes afterwards, also on SIGINT and
+        SIGTERM (:class:`fluxops.secrets.editor.Session`). The editor is wrapped: without a terminal,
+        an edit that leaves invalid YAML raises SopsError instead of looping; nothing is changed then.
         """
-        from plumbum import local as plumbum_local
-
-        env = {"SOPS_DISABLE_VERSION_CHECK": "1", **{k: reveal(v) for k, v in key.env.items()}}
-        env.update({k: os.environ[k] for k in ("SOPS_EDITOR", "EDITOR", "VISUAL") if os.environ.get(k)})
-        cmd = plumbum_local[binary()]["--config", str(self.config), "edit", str(path)]
-        proc = cmd.with_env(**env).with_cwd(str(self.root)).popen(stdin=None, stdout=None, stderr=None)
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
-            return proc.wait()
+        path = Path(path)
+        where = self.relative(path)
+        refused = self._refusal(path, key)
+        if refused is not None:
+            raise refused
+        argv = [binary(), "--config", str(self.config), "edit", str(path)]
+        with editor.Session() as session:
+            env = sops_environment(session.folder, key.env, interactive=True)
+            env.update(session.environment())
+            rc = session.run(argv, {k: reveal(v) for k, v in env.items()}, self.root)
+            status, kind, problem = session.verdict()
+        if status == "invalid":
+            raise SopsError(
+                f"{where}: the edited file is not valid {kind}; nothing was changed ({problem})",
+                path=where,
+                cluster=key.cluster,
+            )
+        if status == "rejected":
+            raise SopsError(
+                f"{where}: sops did not accept the edited file; nothing was changed",
+                path=where,
+                cluster=key.cluster,
+            )
+        return rc

@@ -2,29 +2,54 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
 from pathlib import Path
 
 from invoke import Context, Exit, task
 
 from fluxops.errors import PartialError
+from fluxops.masking import Secret
 from fluxops.secrets import check as secrets_check
 from fluxops.secrets import repository
 from fluxops.tasks.common import config, required, user_errors
 
+ARGV_WARNING = (
+    "--from-literal puts the value on the command line, where the process list (ps) and your shell "
+    "history show it"
+)
+
+
+def _stdin_value(key: str) -> Secret:
+    """One value from stdin: a prompt without echo on a terminal, else all of it (one final newline off)."""
+    if sys.stdin is None:
+        raise Exit(f"error: --from-stdin {key}: there is no stdin", code=1)
+    if sys.stdin.isatty():
+        value = getpass.getpass(f"value of {key} (not shown): ")
+    else:
+        value = sys.stdin.read()
+        value = value[:-2] if value.endswith("\r\n") else value.removesuffix("\n")
+    if not value:
+        raise Exit(f"error: --from-stdin {key}: no value given", code=1)
+    return Secret(value)
+
 
 @task(
-    iterable=["from_literal", "from_file"],
+    iterable=["from_literal", "from_file", "from_env"],
     help={
         "name": "name of the Secret (metadata.name)",
         "cluster": "cluster whose tree gets the file and whose key encrypts it",
         "namespace": "namespace of the Secret",
-        "from_literal": "KEY=VALUE, repeatable (the value never touches the disk unencrypted)",
         "from_file": "KEY=PATH, repeatable: the file's content as the value",
+        "from_env": "KEY=ENVVAR, repeatable: the value of environment variable ENVVAR",
+        "from_stdin": "KEY: one value read from stdin (asked without echo on a terminal)",
+        "from_literal": "KEY=VALUE, repeatable; refused without --allow-argv (ps and history show it)",
+        "allow_argv": "accept --from-literal values although they show in the process list",
         "dest": "file to write (default k8s/clusters/<cluster>/infrastructure-config/<name>.sops.yaml)",
         "force": "replace an existing file",
     },
     positional=["name"],
+    auto_shortflags=False,  # long flags only: no new meaning for an old short flag, no "-" flag
 )
 @user_errors
 def new(
@@ -36,10 +61,21 @@ def new(
     from_file: list[str] | None = None,
     dest: str | None = None,
     force: bool = False,
+    from_env: list[str] | None = None,
+    from_stdin: str | None = None,
+    allow_argv: bool = False,
 ) -> None:
     """Write an encrypted Secret manifest and add it to its kustomization.yaml."""
     cluster = required(cluster, "cluster")
     namespace = required(namespace, "namespace")
+    if from_literal and not allow_argv:
+        raise Exit(
+            f"error: {ARGV_WARNING}. Give the value with --from-file KEY=PATH, --from-env KEY=ENVVAR or "
+            "--from-stdin KEY instead, or pass --allow-argv to accept that.",
+            code=1,
+        )
+    if from_literal:
+        print(f"warning: {ARGV_WARNING}", file=sys.stderr)
     settings = config(c)
     done = repository.new(
         settings.root,
@@ -49,6 +85,8 @@ def new(
         namespace,
         literals=from_literal or [],
         files=from_file or [],
+        envs=from_env or [],
+        values={from_stdin: _stdin_value(from_stdin)} if from_stdin else None,
         dest=dest,
         force=force,
     )
@@ -136,8 +174,12 @@ def edit(c: Context, file: str) -> None:
     """Edit an encrypted file in $EDITOR (sops decrypts to a private temp file and re-encrypts)."""
     settings = config(c)
     rc = repository.edit(settings.root, settings.key_dir, file)
-    if rc not in (0, 200):  # 200: sops says the file was not changed
-        raise Exit(f"sops edit exited {rc}", code=rc)
+    if rc == 0:
+        print(f"saved {file} (re-encrypted)")
+    elif rc == 200:  # sops: the file was not changed
+        print(f"{file} unchanged")
+    else:
+        raise Exit(f"error: sops edit exited {rc}; {file} was not changed", code=1)
 
 
 @task

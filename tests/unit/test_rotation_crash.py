@@ -64,7 +64,11 @@ def assert_rotated(repo: Path, key_dir: Path, files: dict[Path, str], old_public
 def crash_then_resume(repo: Path, key_dir: Path, fault: dict[str, str]) -> None:
     files = populate(repo)
     old_public = keystore.public_key(key_dir / "lab.agekey")
-    crashed = run_crashing(repo, "keys.rotate", "--cluster", "lab", "--offline", env=fault)
+    temp = repo.parent / "tmp"
+    temp.mkdir()
+    crashed = run_crashing(
+        repo, "keys.rotate", "--cluster", "lab", "--offline", env={**fault, "TMPDIR": str(temp)}
+    )
     assert crashed.returncode == KILLED, crashed.stderr
     saved = json.loads(rotation.journal_path(key_dir, "lab").read_text())
     assert saved["finished"] is None
@@ -72,9 +76,19 @@ def crash_then_resume(repo: Path, key_dir: Path, fault: dict[str, str]) -> None:
     assert_every_file_readable_by_a_held_key(repo, key_dir, files)
     again = run_invoke(repo, "keys.rotate", "--cluster", "lab")
     assert again.returncode == 1 and "--resume" in again.stderr
-    resumed = run_invoke(repo, "keys.rotate", "--cluster", "lab", "--offline", "--resume")
+    resumed = run_invoke(
+        repo, "keys.rotate", "--cluster", "lab", "--offline", "--resume", env={"TMPDIR": str(temp)}
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert_rotated(repo, key_dir, files, old_public)
+    assert not [p.name for p in temp.iterdir()]  # nothing left behind by the killed run either
+    assert sorted(p.name for p in key_dir.iterdir()) == [
+        "archive",
+        "fluxops.lock",
+        "lab.agekey",
+        "lab.rotation.json",
+        "phx.agekey",
+    ]
 
 
 @pytest.mark.parametrize("step", range(1, 8))

@@ -242,6 +242,7 @@ def test_cli_new_view_encrypt_scaffold(repo: Path, key_dir: Path) -> None:
         "a=1",
         "--from-literal",
         "b=2",
+        "--allow-argv",
     )
     assert made.returncode == 0, made.stderr
     path = f"{IC.format('lab')}/cf.sops.yaml"
