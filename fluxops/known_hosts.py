@@ -122,7 +122,7 @@ def _parse_line(line: str, path: Path, number: int) -> Entry | str | None:
     if not rest or rest.startswith("#"):
         return "no key after the host names"
     key_type, _, rest = _split(rest)
-    encoded = _split(rest)[0]
+    encoded = "".join(_split(rest)[0].split())  # OpenSSH's base64 reader skips a stray \r and the like
     if not encoded:
         return f"no key data after the key type {key_type[:40]!r}"
     if hosts.startswith(HASH_MAGIC) and _hashed_parts(hosts) is None:
@@ -226,6 +226,20 @@ def check(entries: Sequence[Entry], name: str, blob: bytes) -> Check:
         if entry.blob == blob:
             return Check(Verdict.OK, (entry,))
     return Check(Verdict.CHANGED, tuple(plain)) if plain else Check(Verdict.NEW)
+
+
+def judge(entries: Sequence[Entry], address: str, port: int, blob: bytes) -> Check:
+    """OpenSSH's verdict on the key ``blob`` of the host at ``address``:``port``.
+
+    As ``ssh`` does, a host on another port than 22 that no line names as ``[address]:port`` is also
+    accepted by a line for the bare ``address`` holding this key.
+    """
+    result = check(entries, host_name(address, port), blob)
+    if result.verdict is Verdict.NEW and port != DEFAULT_PORT:
+        bare = check(entries, address, blob)
+        if bare.verdict is Verdict.OK:
+            return bare
+    return result
 
 
 def known_types(entries: Iterable[Entry], name: str) -> list[str]:

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import fabric
     import paramiko
 
+    from fluxops import known_hosts
     from fluxops.inventory import Host
 
 log = logging.getLogger("fluxops.shell")
@@ -35,6 +36,7 @@ log = logging.getLogger("fluxops.shell")
 Arg = str | os.PathLike[str]
 Stdin = str | bytes | Secret | None
 STDERR_TAIL_LINES = 20
+DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 
 
 @dataclass(frozen=True)
@@ -198,33 +200,98 @@ def local() -> LocalShell:
     return LOCAL
 
 
-class _AcceptNewPolicy:
-    """OpenSSH's ``accept-new``: record an unknown host's key; a changed key is still refused."""
+KILL_AFTER = 2.0  # seconds between the host's TERM and KILL of a timed-out command
+LOCAL_GRACE = 3.0  # how much longer than that the client waits for a host that stopped answering
+TIMED_OUT_CODES = (124, 137)  # GNU timeout's exit after TERM, after KILL
+# host key algorithms of one key type, where the two differ (paramiko no longer offers ssh-rsa/SHA-1)
+_KEY_TYPE_OF_ALGORITHM = {"rsa-sha2-512": "ssh-rsa", "rsa-sha2-256": "ssh-rsa"}
 
-    def __init__(self, known_hosts: Path | None) -> None:
-        self.known_hosts = known_hosts
+
+class _Refused(Exception):
+    """The host's key failed the known_hosts check (raised inside paramiko's connect)."""
+
+    def __init__(self, check: known_hosts.Check, key_type: str) -> None:
+        super().__init__(check.verdict.value)
+        self.check = check
+        self.key_type = key_type
+
+
+class _HostKeyPolicy:
+    """paramiko's host key hook: OpenSSH's ``StrictHostKeyChecking yes``, or ``accept-new`` when asked.
+
+    paramiko is given no host keys, so it asks this policy about every connection.
+    """
+
+    def __init__(self, path: Path, host: Host, entries: list[known_hosts.Entry], accept_new: bool) -> None:
+        from fluxops import known_hosts
+
+        self.path = path
+        self.host = host
+        self.name = known_hosts.host_name(host.address, host.port)
+        self.entries = entries
+        self.accept_new = accept_new
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        if self.known_hosts is not None:
-            self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-            with self.known_hosts.open("a") as fh:
-                fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-        log.info("recorded new host key for %s (%s)", hostname, key.get_name())
+        """Accept the key, record it (accept-new, unknown host only) or raise ``_Refused``."""
+        from fluxops import known_hosts
+
+        blob = key.asbytes()
+        check = known_hosts.judge(self.entries, self.host.address, self.host.port, blob)
+        if check.verdict is known_hosts.Verdict.OK:
+            return
+        if check.verdict is known_hosts.Verdict.NEW and self.accept_new:
+            known_hosts.append(self.path, self.name, key.get_name(), blob)
+            log.info("recorded new host key for %s (%s) in %s", self.name, key.get_name(), self.path)
+            return
+        raise _Refused(check, key.get_name())
+
+
+def _transport_factory(known_types: list[str]) -> Callable[..., paramiko.Transport]:
+    """paramiko Transports that ask first for the host key types known_hosts holds, as OpenSSH does."""
+    import paramiko
+
+    def make(sock: socket.socket, **kwargs: object) -> paramiko.Transport:
+        transport = paramiko.Transport(sock, **kwargs)
+        options = transport.get_security_options()
+        offered = list(options.key_types)
+        first = [a for a in offered if _KEY_TYPE_OF_ALGORITHM.get(a, a) in known_types]
+        options.key_types = first + [a for a in offered if a not in first]
+        return transport
+
+    return make
 
 
 def _fast_remote_runner() -> type:
-    """fabric's Remote runner with invoke's 10 ms input/exit polling cut to 0.5 ms."""
+    """fabric's Remote runner with invoke's 10 ms polling cut to 0.5 ms, and a timer that ends with run()."""
+    import paramiko
     from fabric.runners import Remote
 
     class FastRemote(Remote):
         input_sleep = 0.0005
 
+        def stop(self) -> None:
+            super().stop()
+            # invoke cancels the timeout timer without waiting for it: a kill() already under way would
+            # otherwise send on the connection after run() returned, even after it was closed (EOFError)
+            if self._timer is not None:
+                self._timer.join()
+
+        def kill(self) -> None:
+            try:
+                super().kill()
+            except (EOFError, OSError, paramiko.SSHException):
+                log.debug("connection already gone when the command's time was up")
+
     return FastRemote
 
 
 def _host_label(host: Host) -> str:
-    return f"{host.name} ({host.user}@{host.address}:{host.port})"
+    return f"{host.name} ({host.user}@{host.address} port {host.port})"
+
+
+def _seconds(value: float) -> str:
+    """A duration for timeout(1): never 0 (which would mean no limit), no float noise."""
+    return f"{max(value, 0.001):.3f}".rstrip("0").rstrip(".")
 
 
 class RemoteShell:
@@ -242,13 +309,22 @@ class RemoteShell:
         self.name = host.name
         self.connect_timeout = connect_timeout
         self.accept_new = accept_new_host_key or host.accept_new_host_key
-        self.known_hosts = known_hosts or host.known_hosts or Path("~/.ssh/known_hosts").expanduser()
+        self.known_hosts = known_hosts or host.known_hosts or DEFAULT_KNOWN_HOSTS.expanduser()
         self._conn: fabric.Connection | None = None
         self._lock = threading.Lock()
 
-    def _host_key_name(self) -> str:
-        address = self.host.address
-        return address if self.host.port == 22 else f"[{address}]:{self.host.port}"
+    def ssh_command(self) -> tuple[str, ...]:
+        """The OpenSSH command that reaches this host as fluxops does, each word shell-quoted."""
+        host = self.host
+        argv = ["ssh"]
+        if host.port != 22:
+            argv += ["-p", str(host.port)]
+        if host.key_file is not None:
+            argv += ["-i", str(host.key_file)]
+        if self.known_hosts != DEFAULT_KNOWN_HOSTS.expanduser():
+            argv += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
+        argv.append(f"{host.user}@{host.address}")
+        return tuple(shlex.quote(a) for a in argv)
 
     def connection(self) -> fabric.Connection:
         """The open Connection, made on first use (host key checked before any command)."""
@@ -261,9 +337,11 @@ class RemoteShell:
         import fabric
         import paramiko
 
+        from fluxops import known_hosts
+
         host = self.host
         label = _host_label(host)
-        argv = ("ssh", f"{host.user}@{host.address}:{host.port}")
+        argv = self.ssh_command()
         config = fabric.Config(
             overrides={"load_ssh_configs": False, "runners": {"remote": _fast_remote_runner()}}
         )
@@ -280,6 +358,14 @@ class RemoteShell:
                     argv=argv,
                 )
             connect_kwargs.update(key_filename=str(host.key_file), look_for_keys=False, allow_agent=False)
+        name = known_hosts.host_name(host.address, host.port)
+        try:
+            entries = known_hosts.read(self.known_hosts)
+        except OSError as exc:
+            raise HostKeyError(
+                f"cannot read {self.known_hosts}: {exc.strerror or exc}", host=host.name, argv=argv
+            ) from None
+        connect_kwargs["transport_factory"] = _transport_factory(known_hosts.known_types(entries, name))
         try:
             sock = socket.create_connection((host.address, host.port), timeout=self.connect_timeout)
         except OSError as exc:
@@ -296,48 +382,58 @@ class RemoteShell:
             connect_kwargs=connect_kwargs,
             connect_timeout=int(self.connect_timeout),
         )
-        client = conn.client
-        client.get_host_keys().clear()
-        if self.known_hosts.is_file():
-            client.load_host_keys(str(self.known_hosts))
-            client._host_keys_filename = None  # never rewrite the user's known_hosts wholesale
-        if self.accept_new:
-            client.set_missing_host_key_policy(_AcceptNewPolicy(self.known_hosts))
-        else:
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        conn.client.get_host_keys().clear()  # every key is judged by the policy, none by paramiko
+        conn.client.set_missing_host_key_policy(
+            _HostKeyPolicy(self.known_hosts, host, entries, self.accept_new)
+        )
+        error: CommandError
         try:
             conn.open()
-        except paramiko.BadHostKeyException:
-            sock.close()
-            raise HostKeyError(
-                f"host key of {label} does not match {self.known_hosts}: the host was reinstalled or "
-                f"someone is in between. If the new key is right, remove the old one with "
-                f"`ssh-keygen -R '{self._host_key_name()}' -f {self.known_hosts}`",
-                host=host.name,
-                argv=argv,
-            ) from None
+        except _Refused as refused:
+            error = HostKeyError(self._refusal(refused, name), host=host.name, argv=argv)
         except paramiko.AuthenticationException:
-            sock.close()
-            raise CommandError(
+            error = CommandError(
                 f"SSH authentication as {host.user!r} failed on {label} "
                 f"(key file: {host.key_file or 'ssh agent / default keys'})",
                 host=host.name,
                 argv=argv,
-            ) from None
-        except paramiko.SSHException as exc:
-            sock.close()
-            if "not found in known_hosts" in str(exc):
-                raise HostKeyError(
-                    f"host key of {label} is not in {self.known_hosts}; on first contact pass "
-                    "--accept-new-host-key (or set fluxops_accept_new_host_key: true for the host)",
-                    host=host.name,
-                    argv=argv,
-                ) from None
-            raise CommandError(f"SSH failed on {label}: {exc}", host=host.name, argv=argv) from None
-        except OSError as exc:
-            sock.close()
-            raise CommandError(f"cannot connect to {label}: {exc}", host=host.name, argv=argv) from None
-        return conn
+            )
+        except Exception as exc:  # whatever paramiko raises is this host's failure, never the whole run's
+            error = CommandError(
+                f"SSH failed on {label}: {exc or type(exc).__name__}", host=host.name, argv=argv
+            )
+        else:
+            return conn
+        # closing the client stops paramiko's transport thread first; closing only the socket under it
+        # made that thread log "Socket exception: Bad file descriptor"
+        conn.client.close()
+        sock.close()
+        raise error
+
+    def _refusal(self, refused: _Refused, name: str) -> str:
+        """Why the host's key was refused and what to do, naming the known_hosts lines behind it."""
+        from fluxops import known_hosts
+
+        label = _host_label(self.host)
+        check = refused.check
+        lines = ", ".join(str(e.line) for e in check.lines)
+        if check.verdict is known_hosts.Verdict.REVOKED:
+            return (
+                f"the {refused.key_type} host key of {label} is marked @revoked in {self.known_hosts} "
+                f"(line {lines}): a stolen key may be impersonating the host, so it is refused whatever "
+                "other lines say. Give the host a new key before connecting"
+            )
+        if check.verdict is known_hosts.Verdict.CHANGED:
+            remove = quote(["ssh-keygen", "-R", name, "-f", str(self.known_hosts)])
+            return (
+                f"the {refused.key_type} host key of {label} does not match {self.known_hosts} "
+                f"(line {lines}): the host was reinstalled or someone is in between. If the new key is "
+                f"right, remove the old one with `{remove}`"
+            )
+        return (
+            f"host key of {label} is not in {self.known_hosts}; on first contact pass "
+            "--accept-new-host-key (or set fluxops_accept_new_host_key: true for the host)"
+        )
 
     def run(
         self,
@@ -350,8 +446,13 @@ class RemoteShell:
         check: bool = True,
         secrets: Iterable[str | Secret] = (),
     ) -> Result:
-        """Run ``argv`` on the host; raise CommandError on failure unless ``check`` is false."""
-        from invoke.exceptions import CommandTimedOut
+        """Run ``argv`` on the host; raise CommandError on failure unless ``check`` is false.
+
+        With ``timeout``, the host runs the command under timeout(1): at the limit its whole process
+        group gets TERM (KILL ``KILL_AFTER`` seconds later), so nothing of it outlives the call.
+        """
+        import paramiko
+        from invoke.exceptions import CommandTimedOut, ThreadException
 
         args = _check_argv(argv, self.name)
         if env and any(isinstance(v, Secret) for v in env.values()):
@@ -365,6 +466,8 @@ class RemoteShell:
         full = list(args)
         if env:
             full = ["env", *(f"{k}={v}" for k, v in env.items()), *full]
+        if timeout is not None:
+            full = ["timeout", "-k", _seconds(KILL_AFTER), _seconds(timeout), *full]
         if self.host.become and self.host.user != "root":
             full = ["sudo", "-n", "--", *full]
         command = quote(full)
@@ -372,22 +475,30 @@ class RemoteShell:
             command = f"cd {quote([cwd])} && {command}"
         data = _stdin_bytes(stdin)
         in_stream: object = False if data is None else io.StringIO(data.decode())
+        # the client waits longer than the host's own limit; it gives up only on a host that went silent
+        backstop = None if timeout is None else timeout + KILL_AFTER + LOCAL_GRACE
         conn = self.connection()
         started = time.perf_counter()
         try:
-            res = conn.run(command, hide=True, warn=True, pty=False, in_stream=in_stream, timeout=timeout)
+            res = conn.run(command, hide=True, warn=True, pty=False, in_stream=in_stream, timeout=backstop)
         except CommandTimedOut:
             res = None
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, paramiko.SSHException, ThreadException) as exc:
             self.close()
             masked = tuple(mask(a, hidden) for a in args)
             raise CommandError(f"connection lost: {exc}", host=self.name, argv=masked) from None
-        # fabric ends a timed-out command by closing its channel: exit -1 once the time is up
-        if res is None or (
-            timeout is not None and res.exited == -1 and time.perf_counter() - started >= timeout
-        ):
+        elapsed = time.perf_counter() - started
+        if timeout is not None and elapsed >= timeout:
             masked = tuple(mask(a, hidden) for a in args)
-            raise CommandError(f"timed out after {timeout}s", host=self.name, argv=masked)
+            if res is None or res.exited == -1:  # the backstop closed the channel: the host went silent
+                self.close()
+                raise CommandError(
+                    f"timed out after {timeout}s (no answer from the host for {backstop:g}s)",
+                    host=self.name,
+                    argv=masked,
+                )
+            if res.exited in TIMED_OUT_CODES:
+                raise CommandError(f"timed out after {timeout}s", host=self.name, argv=masked)
         return _finish(self.name, args, res.exited, res.stdout, res.stderr, started, hidden, check)
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from invoke import Context, Exit, task
+from rich.markup import escape
 
 from fluxops import inventory as inv
 from fluxops.ping import ping as ping_hosts
@@ -48,7 +49,8 @@ def ping(c: Context, cluster: str | None = None, accept_new_host_key: bool = Fal
     for reply in replies:
         mark = "[green]ok[/]  " if reply.ok else "[red]FAIL[/]"
         timing = f" ({reply.millis:.0f} ms)" if reply.ok else ""
-        console.print(f"{mark} {reply.cluster:<5} {reply.host:<6} {reply.detail}{timing}")
+        # the detail is plain text: "[n5]" or "'[node1]:2222'" in it must not be read as rich markup
+        console.print(f"{mark} {reply.cluster:<5} {reply.host:<6} {escape(reply.detail)}{timing}")
     failed = [r.host for r in replies if not r.ok]
     if failed:
         raise Exit(f"unreachable: {', '.join(failed)}", code=1)

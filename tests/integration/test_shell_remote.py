@@ -1,4 +1,4 @@
-"""The command adapter over real SSH to sandbox hosts: quoting, secrets, host keys, reuse."""
+"""The command adapter over real SSH to sandbox hosts: quoting, secrets, host keys, reuse, time limits."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from fluxops import known_hosts
 from fluxops.errors import CommandError, HostKeyError
+from fluxops.inventory import Host
 from fluxops.masking import Secret
+from fluxops.ping import ping
 from fluxops.shell import Connections, RemoteShell, local
 
 pytestmark = pytest.mark.ssh
@@ -34,8 +37,19 @@ HOSTILE = [
 
 
 @pytest.fixture
-def n5(sandbox_env) -> RemoteShell:
-    shell = RemoteShell(sandbox_env.inventory.host("n5"))
+def first_host(sandbox_env) -> Host:
+    return sandbox_env.inventory.hosts[0]
+
+
+@pytest.fixture
+def second_host(sandbox_env) -> Host:
+    return sandbox_env.inventory.hosts[1]
+
+
+@pytest.fixture
+def n5(first_host: Host) -> RemoteShell:
+    """A shell on the first sandbox host (n5 in the shipped inventory)."""
+    shell = RemoteShell(first_host)
     yield shell
     shell.close()
 
@@ -71,7 +85,7 @@ def test_secret_on_stdin_never_in_process_list_logs_or_errors(
 
     worker = threading.Thread(target=hold)
     worker.start()
-    watcher = RemoteShell(sandbox_env.inventory.host("n5"))
+    watcher = RemoteShell(sandbox_env.inventory.hosts[0])
     seen = []
     try:
         deadline = time.monotonic() + 1.2
@@ -96,49 +110,53 @@ def test_secret_in_remote_env_is_refused(n5: RemoteShell) -> None:
         n5.run(["true"], env={"TOKEN": Secret("x" * 10)})
 
 
-def _tampered(sandbox_env, tmp_path: Path) -> Path:
-    """known_hosts where n5's key is replaced by another valid key."""
+def _tampered(host: Host, tmp_path: Path) -> Path:
+    """known_hosts where ``host``'s key is replaced by another valid key."""
     local().run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")])
     other = (tmp_path / "other.pub").read_text().split()
+    name = known_hosts.host_name(host.address, host.port)
     lines = []
-    for line in sandbox_env.inventory.host("n5").known_hosts.read_text().splitlines():
-        name = line.split()[0]
-        lines.append(f"{name} {other[0]} {other[1]}" if name.startswith("[127.0.0.2]") else line)
+    for line in host.known_hosts.read_text().splitlines():
+        lines.append(f"{name} {other[0]} {other[1]}" if line.split()[0] == name else line)
     path = tmp_path / "known_hosts"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def test_changed_host_key_is_refused_before_any_command(sandbox_env, n5: RemoteShell, tmp_path: Path) -> None:
+def test_changed_host_key_is_refused_before_any_command(
+    first_host: Host, n5: RemoteShell, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     marker = f"/tmp/marker-{tmp_path.name}"
-    host = dataclasses.replace(sandbox_env.inventory.host("n5"), known_hosts=_tampered(sandbox_env, tmp_path))
+    host = dataclasses.replace(first_host, known_hosts=_tampered(first_host, tmp_path))
     shell = RemoteShell(host, accept_new_host_key=True)
     with pytest.raises(HostKeyError, match="does not match") as caught:
         shell.run(["touch", marker])
-    assert "ssh-keygen -R" in str(caught.value)
+    name = known_hosts.host_name(host.address, host.port)
+    assert f"`ssh-keygen -R '{name}' -f {host.known_hosts}`" in str(caught.value)
     assert n5.run(["test", "-e", marker], check=False).rc == 1
+    time.sleep(0.3)  # paramiko's transport thread logged once its socket was closed under it
+    assert "Socket exception" not in capfd.readouterr().err
 
 
-def test_unknown_host_needs_explicit_accept_then_is_recorded(sandbox_env, tmp_path: Path) -> None:
+def test_unknown_host_needs_explicit_accept_then_is_recorded(second_host: Host, tmp_path: Path) -> None:
     known = tmp_path / "known_hosts"
-    host = dataclasses.replace(sandbox_env.inventory.host("phx1"), known_hosts=known)
+    host = dataclasses.replace(second_host, known_hosts=known)
     with pytest.raises(HostKeyError, match="--accept-new-host-key"):
         RemoteShell(host).run(["true"])
     assert not known.exists()
     first = RemoteShell(host, accept_new_host_key=True)
-    assert first.run(["hostname"]).stdout.strip() == "phx1"
+    assert first.run(["hostname"]).stdout.strip() == host.name
     first.close()
-    assert known.read_text().startswith("[127.0.0.3]:")
+    assert known.read_text().startswith(f"[{host.address}]:{host.port} ssh-ed25519 ")
     strict = RemoteShell(host)
-    assert strict.run(["hostname"]).stdout.strip() == "phx1"
+    assert strict.run(["hostname"]).stdout.strip() == host.name
     strict.close()
 
 
-def test_one_connection_per_host_is_reused(sandbox_env) -> None:
+def test_one_connection_per_host_is_reused(first_host: Host) -> None:
     with Connections() as conns:
-        host = sandbox_env.inventory.host("n5")
-        shell = conns.get(host)
-        assert conns.get(host) is shell
+        shell = conns.get(first_host)
+        assert conns.get(first_host) is shell
         shell.run(["true"])
         transport = shell.connection().transport
         for _ in range(5):
@@ -150,12 +168,68 @@ def test_one_connection_per_host_is_reused(sandbox_env) -> None:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
 
 
-def test_remote_failure_timeout_and_unreachable_host(sandbox_env, n5: RemoteShell) -> None:
+def test_remote_failure_timeout_and_unreachable_host(first_host: Host, n5: RemoteShell) -> None:
     with pytest.raises(CommandError) as caught:
         n5.run(["sh", "-c", "echo nope >&2; exit 9"])
-    assert (caught.value.host, caught.value.rc) == ("n5", 9) and "nope" in str(caught.value)
+    assert (caught.value.host, caught.value.rc) == (first_host.name, 9) and "nope" in str(caught.value)
     with pytest.raises(CommandError, match="timed out"):
         n5.run(["sleep", "5"], timeout=0.5)
-    closed = dataclasses.replace(sandbox_env.inventory.host("n5"), port=1)
-    with pytest.raises(CommandError, match=r"cannot connect to n5 \(root@127.0.0.2:1\)"):
+    assert n5.run(["sh", "-c", "exit 124"], timeout=5, check=False).rc == 124  # its own 124, in time
+    closed = dataclasses.replace(first_host, port=1)
+    with pytest.raises(CommandError) as caught:
         RemoteShell(closed, connect_timeout=2).run(["true"])
+    text = str(caught.value)
+    assert f"cannot connect to {first_host.name} ({first_host.user}@{first_host.address} port 1)" in text
+    # the error ends with a command a user can paste (never user@address:port)
+    assert text.endswith(
+        f": ssh -p 1 -i {first_host.key_file} -o UserKnownHostsFile={first_host.known_hosts} "
+        f"{first_host.user}@{first_host.address}"
+    )
+
+
+def _running(shell: RemoteShell, pattern: str) -> list[str]:
+    """Command lines of the host's processes matching ``pattern`` (pgrep -f), seen over ``shell``."""
+    return shell.run(["pgrep", "-a", "-f", pattern], check=False).stdout.splitlines()
+
+
+def test_timed_out_command_is_stopped_on_the_host(n5: RemoteShell, first_host: Host) -> None:
+    watcher = RemoteShell(first_host)
+    try:
+        for argv in (["sleep", "300"], ["sh", "-c", "sleep 300 & sleep 300; wait"]):
+            started = time.monotonic()
+            with pytest.raises(CommandError, match=r"timed out after 0.5s"):
+                n5.run(argv, timeout=0.5)
+            assert time.monotonic() - started < 2.0
+            assert _running(watcher, "^sleep 300$") == [], argv
+        assert n5.run(["echo", "still usable"], timeout=5).stdout == "still usable\n"
+        secret = Secret("read-on-stdin-under-a-time-limit")
+        assert n5.run(["cat"], stdin=secret, timeout=5).stdout == "***"
+    finally:
+        watcher.close()
+
+
+def test_no_thread_outlives_a_timed_out_command(first_host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    failures: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: failures.append(repr(args.exc_value)))
+    shell = RemoteShell(first_host)
+    for _ in range(8):
+        with pytest.raises(CommandError, match="timed out"):
+            shell.run(["sleep", "5"], timeout=0.1)
+        shell.close()  # at once: fabric's timer thread, still closing the channel, then hit EOFError
+    time.sleep(0.3)
+    assert failures == []
+
+
+def test_a_host_with_a_bad_known_hosts_entry_fails_alone(
+    first_host: Host, second_host: Host, tmp_path: Path
+) -> None:
+    name = known_hosts.host_name(first_host.address, first_host.port)
+    broken = tmp_path / "known_hosts"
+    broken.write_text(f"{name} ssh-ed25519 AAAA!!notbase64\n@cert-authority * ssh-ed25519 AAAA\n")
+    bad = dataclasses.replace(first_host, known_hosts=broken)
+    with Connections() as conns:
+        replies = ping([bad, second_host], conns, timeout=10)
+    assert [(r.host, r.ok) for r in replies] == [(bad.name, False), (second_host.name, True)]
+    assert f"is not in {broken}" in replies[0].detail
+    assert f"ssh -p {bad.port} " in replies[0].detail
+    assert replies[1].detail.startswith("Linux")

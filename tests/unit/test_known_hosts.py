@@ -189,3 +189,18 @@ def test_recorded_key_ends_the_last_line_first_and_ssh_keygen_finds_it(
     known_hosts.append(fresh, "127.0.0.2", "ssh-ed25519", blob(keys["current"]))
     assert fresh.read_text() == f"127.0.0.2 {keys['current']}\n"
     assert known_hosts.read(tmp_path / "missing") == []
+
+
+def test_a_line_without_the_port_accepts_only_when_no_line_names_the_port(
+    tmp_path: Path, keys: dict[str, str]
+) -> None:
+    current = blob(keys["current"])
+    bare = known_hosts.read(write(tmp_path / "bare", f"127.0.0.2 {keys['current']}"))
+    assert known_hosts.judge(bare, "127.0.0.2", 2222, current) == known_hosts.Check(Verdict.OK, (bare[0],))
+    assert known_hosts.check(bare, "[127.0.0.2]:2222", current).verdict is Verdict.NEW
+    other = known_hosts.read(write(tmp_path / "other", f"127.0.0.2 {keys['old']}"))
+    assert known_hosts.judge(other, "127.0.0.2", 2222, current).verdict is Verdict.NEW
+    both = known_hosts.read(
+        write(tmp_path / "both", f"[127.0.0.2]:2222 {keys['old']}", f"127.0.0.2 {keys['current']}")
+    )
+    assert known_hosts.judge(both, "127.0.0.2", 2222, current).verdict is Verdict.CHANGED
