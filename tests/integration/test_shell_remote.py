@@ -124,8 +124,9 @@ def _tampered(host: Host, tmp_path: Path) -> Path:
 
 
 def test_changed_host_key_is_refused_before_any_command(
-    first_host: Host, n5: RemoteShell, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    first_host: Host, n5: RemoteShell, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.ERROR, logger="paramiko")
     marker = f"/tmp/marker-{tmp_path.name}"
     host = dataclasses.replace(first_host, known_hosts=_tampered(first_host, tmp_path))
     shell = RemoteShell(host, accept_new_host_key=True)
@@ -135,7 +136,7 @@ def test_changed_host_key_is_refused_before_any_command(
     assert f"`ssh-keygen -R '{name}' -f {host.known_hosts}`" in str(caught.value)
     assert n5.run(["test", "-e", marker], check=False).rc == 1
     time.sleep(0.3)  # paramiko's transport thread logged once its socket was closed under it
-    assert "Socket exception" not in capfd.readouterr().err
+    assert "Socket exception" not in caplog.text
 
 
 def test_unknown_host_needs_explicit_accept_then_is_recorded(second_host: Host, tmp_path: Path) -> None:
