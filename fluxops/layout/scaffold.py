@@ -103,7 +103,7 @@ def _secret_note(like_file: Path, rel: str, cluster: str) -> dict[str, Any]:
     md = doc.get("metadata") or {}
     keys = sorted({*(doc.get("stringData") or {}), *(doc.get("data") or {})})
     name, namespace = str(md.get("name", "NAME")), str(md.get("namespace", "default"))
-    literals = " ".join(f"--from-literal {k}=..." for k in keys) or "--from-literal KEY=..."
+    literals = " ".join(f"--from-file {k}=FILE" for k in keys) or "--from-file KEY=FILE"
     command = (
         f"invoke secrets.new --cluster {cluster} --name {name} --namespace {namespace} {literals} "
         f"--dest k8s/clusters/{cluster}/{rel}"

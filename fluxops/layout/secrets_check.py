@@ -9,6 +9,8 @@ from fluxops.layout.findings import Findings
 from fluxops.layout.model import Cluster
 from fluxops.layout.sources import Sources, line_of
 from fluxops.secrets import check as secrets
+from fluxops.secrets import sops_values
+from fluxops.secrets.findings import Finding
 from fluxops.secrets.rules import CONFIG_NAME
 
 TREE = ("k8s/", CONFIG_NAME)
@@ -16,7 +18,7 @@ TREE = ("k8s/", CONFIG_NAME)
 
 def is_sops_file(name: str) -> bool:
     """True for a file the tree's convention says must be SOPS-encrypted (``*.sops.yaml``)."""
-    return secrets.is_sops_name(name)
+    return sops_values.is_sops_name(name)
 
 
 def is_encrypted(obj: dict[str, Any]) -> bool:
@@ -26,10 +28,10 @@ def is_encrypted(obj: dict[str, Any]) -> bool:
 
 def plaintext_secret(obj: Any) -> bool:
     """True for a Secret with values (ones sops would encrypt) and no SOPS metadata."""
-    return secrets.plaintext_secret(obj)
+    return sops_values.plaintext_secret(obj)
 
 
-def _line(sources: Sources, finding: secrets.Finding) -> int:
+def _line(sources: Sources, finding: Finding) -> int:
     if finding.line:
         return finding.line
     docs = sources.docs.get(finding.path) or []

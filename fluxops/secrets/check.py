@@ -43,285 +43,37 @@ Exit status: 0 no finding, 1 findings, 2 the check could not run.
 from __future__ import annotations
 
 import argparse
-import mmap
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
-import yaml
 from ruamel.yaml import YAML
 
 from fluxops import clusters
-from fluxops.errors import FluxopsError, KeyStoreError, SopsError
-from fluxops.secrets import keystore, rules, walk
-from fluxops.secrets.encrypted import (
-    ENC_PREFIX,
-    MAX_BYTES,
-    Inspection,
-    inspect,
-    inspect_text,
+from fluxops.errors import FluxopsError
+from fluxops.secrets import rules, walk
+from fluxops.secrets.encrypted import Inspection, inspect
+from fluxops.secrets.findings import Finding, Report, relative
+from fluxops.secrets.mac_check import verify_macs
+from fluxops.secrets.private_keys import DEFAULT_KEY_DIR, key_store_inside, private_keys
+from fluxops.secrets.quick_inspect import YAML_SUFFIXES, in_chart_templates, quick_inspect
+from fluxops.secrets.sops_values import (
+    dotted_path,
+    is_sops_name,
+    plaintext_secret,
+    plaintext_values,
+    sops_suffix,
 )
 
-if TYPE_CHECKING:
-    from fluxops.secrets.sops import KeySource, Sops
-
-SOPS_NAME_SUFFIXES = (".sops.yaml", ".sops.yml")
-YAML_SUFFIXES = (".yaml", ".yml")
-SECRET_SECTIONS = ("data", "stringData")
-CHART_FILES = ("Chart.yaml", "Chart.yml")
-DEFAULT_KEY_DIR = Path("~/.config/sops/age")
 KEY_DIR_ENV = "INVOKE_FLUXOPS_KEY_DIR"
-VERIFY_SUFFIXES = (".yaml", ".yml", ".json", ".env", ".ini")  # sops picks its format by extension
-# An age identity is bech32: the HRP (AGE-SECRET-KEY- for X25519, AGE-SECRET-KEY-PQ- for the hybrid
-# ML-KEM-768 + X25519 key), "1", then 58 characters (32 bytes of key or seed, 6 of checksum) from
-# the bech32 alphabet, which has no 1, B, I or O. age writes it upper case; lower case is matched too.
-_BECH32 = "02-9ACDEFGHJKLMNPQRSTUVWXYZ"
-PRIVATE_KEY_RE = re.compile(
-    re.escape(keystore.SECRET_PREFIX).encode() + rb"(?:PQ-)?1[" + _BECH32.encode() + rb"]{58}", re.IGNORECASE
-)
-_VALUE_MARKER = "Could not decrypt value"
-_FORMAT_MARKER = "does not match sops' data format"
-_HEX_RUN = re.compile(r"[0-9A-Fa-f]{32,}")
-# text without a match cannot hold sops metadata or ciphertext (YAML, JSON, dotenv, INI as sops writes them)
-_SOPS_HINT = re.compile(r'^sops:|"sops"\s*:|^sops_|^\[sops\]|ENC\[', re.MULTILINE)
-_SECRET_HINTS = ("Secret", "secretGenerator")
-# the variables fluxops.secrets.sops.environment_key reads: without them and a key store, nothing decrypts
-_KEY_ENV = ("SOPS_AGE_KEY_FILE", "SOPS_AGE_KEY", "SOPS_AGE_KEY_CMD")
-_FastLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-RESTORE = "restore it from git (`git checkout -- {path}`) or a backup"
-
-
-@dataclass(frozen=True, order=True)
-class Finding:
-    """One problem: which file (relative to the root), why, and where in it when known.
-
-    ``document`` (index among the file's non-empty YAML documents) and ``keys`` (the path inside
-    it) let a caller with line-numbered YAML point at the spot; ``line`` is set when known here.
-    """
-
-    path: str
-    reason: str
-    code: str = "secret"
-    line: int = 0
-    document: int = field(default=0, compare=False)
-    keys: tuple[Any, ...] = field(default=(), compare=False)
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{where}: {self.reason}"
-
-
-@dataclass
-class Report:
-    """What a check found, and how many encrypted files it saw and verified by decrypting."""
-
-    findings: list[Finding] = field(default_factory=list)
-    encrypted: int = 0
-    verified: int = 0
-
-
-# -- what sops encrypts -------------------------------------------------------------------------
-
-
-def left_in_clear(value: Any) -> bool:
-    """True for a value sops never encrypts: an empty string, null, an empty map or list."""
-    return value is None or (isinstance(value, str | dict | list) and len(value) == 0)
-
-
-def _leaves(node: Any, trail: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _leaves(value, (*trail, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from _leaves(value, (*trail, index))
-    else:
-        yield trail, node
-
-
-def _template_expression(value: Any) -> bool:
-    return isinstance(value, str) and "{{" in value
-
-
-def has_values(section: Any, *, templated: bool = False) -> bool:
-    """True if a data/stringData section holds a value sops would encrypt (with ``templated``: a literal)."""
-    return any(
-        not left_in_clear(value) and not (templated and _template_expression(value))
-        for _, value in _leaves(section)
-    )
-
-
-def plaintext_secret(document: Any, *, templated: bool = False) -> bool:
-    """True for a ``kind: Secret`` with values and no sops metadata."""
-    if not isinstance(document, dict) or document.get("kind") != "Secret":
-        return False
-    if isinstance(document.get("sops"), dict):
-        return False
-    return any(has_values(document.get(key), templated=templated) for key in SECRET_SECTIONS)
-
-
-def is_sops_name(name: str) -> bool:
-    """True for a file named ``*.sops.yaml``/``*.sops.yml``: the convention says it must be encrypted."""
-    base = name.rsplit("/", 1)[-1]
-    return base.endswith(SOPS_NAME_SUFFIXES) and base not in SOPS_NAME_SUFFIXES
-
-
-def _sops_suffix(name: str) -> str:
-    return next(suffix for suffix in SOPS_NAME_SUFFIXES if name.endswith(suffix))
-
-
-def _picker(meta: dict[str, Any]) -> Callable[[str], bool | None]:
-    """How sops picked encrypted keys: True = encrypt the subtree, False = leave it, None = inherit."""
-    if meta.get("encrypted_regex"):
-        pattern = re.compile(str(meta["encrypted_regex"]))
-        return lambda key: True if pattern.search(key) else None
-    if meta.get("unencrypted_regex"):
-        pattern = re.compile(str(meta["unencrypted_regex"]))
-        return lambda key: False if pattern.search(key) else None
-    if meta.get("encrypted_suffix"):
-        suffix = str(meta["encrypted_suffix"])
-        return lambda key: True if key.endswith(suffix) else None
-    suffix = str(meta.get("unencrypted_suffix") or "_unencrypted")
-    return lambda key: False if key.endswith(suffix) else None
-
-
-def plaintext_values(document: dict[str, Any], meta: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
-    """Key paths of values in clear that the document's own sops rule says are encrypted."""
-    picks = _picker(meta)
-    inside = not (meta.get("encrypted_regex") or meta.get("encrypted_suffix"))
-
-    def walk_node(node: Any, encrypted: bool, trail: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                decided = picks(str(key))
-                yield from walk_node(value, encrypted if decided is None else decided, (*trail, key))
-        elif isinstance(node, list):
-            for index, value in enumerate(node):
-                yield from walk_node(value, encrypted, (*trail, index))
-        elif encrypted and not left_in_clear(node) and not str(node).startswith(ENC_PREFIX):
-            yield trail
-
-    body = {k: v for k, v in document.items() if k != "sops"}
-    yield from walk_node(body, inside, ())
-
-
-def _dotted(trail: tuple[Any, ...]) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in trail).lstrip(".")
-
-
-# -- the repository's files --------------------------------------------------------------------
-
-
-def _rel(root: Path, path: Path) -> str:
-    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
 def _in_scope(rel: str, within: Sequence[str]) -> bool:
     return not within or any(rel == w.rstrip("/") or rel.startswith(w.rstrip("/") + "/") for w in within)
-
-
-def _parses(text: str) -> bool:
-    try:
-        for _ in yaml.compose_all(text, Loader=_FastLoader):
-            pass
-    except yaml.YAMLError:
-        return False
-    return True
-
-
-def _fast_documents(text: str) -> list[Any] | None:
-    try:
-        return [doc for doc in yaml.load_all(text, Loader=_FastLoader) if doc is not None]
-    except Exception:  # any YAML or constructor error: the full inspection says what it is
-        return None
-
-
-def quick_inspect(path: Path, *, syntax: bool = True) -> Inspection:
-    """:func:`~fluxops.secrets.encrypted.inspect`, faster for the many files that cannot be encrypted.
-
-    Only text with a sops hint (a ``sops:`` block, ``ENC[``, sops' dotenv/INI keys) or a
-    ``*.sops.yaml`` name gets the full inspection. Other text is plaintext: parsed by libyaml, to
-    documents when it may hold a Secret or secretGenerator, else only to tell it is valid YAML;
-    what libyaml cannot read goes to the full inspection, which names the problem. Without
-    ``syntax`` text that may hold no secret is not parsed at all.
-    """
-    try:
-        if path.stat().st_size > MAX_BYTES:
-            return inspect(path)
-        text = path.read_bytes().decode()
-    except (OSError, UnicodeDecodeError):
-        return inspect(path)
-    if is_sops_name(path.name) or _SOPS_HINT.search(text):
-        return inspect_text(text, path)
-    if any(hint in text for hint in _SECRET_HINTS):
-        documents = _fast_documents(text)
-        return inspect_text(text, path) if documents is None else Inspection(path, "plaintext", documents)
-    if syntax and path.suffix in YAML_SUFFIXES and not _parses(text):
-        return inspect_text(text, path)
-    return Inspection(path, "plaintext")
-
-
-def in_chart_templates(root: Path, path: Path) -> bool:
-    """True for a file under a Helm chart's ``templates/`` folder (one with a Chart.yaml beside it)."""
-    for folder in path.parents:
-        if folder == root or not folder.is_relative_to(root):
-            break
-        if folder.name == "templates" and any((folder.parent / chart).is_file() for chart in CHART_FILES):
-            return True
-    return False
-
-
-def private_key_line(path: Path) -> int:
-    """The line of the first age private key in a file (0 if none); read through mmap, never copied out."""
-    try:
-        with path.open("rb") as handle:
-            if os.fstat(handle.fileno()).st_size == 0:
-                return 0
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                match = PRIVATE_KEY_RE.search(data)
-                return data[: match.start()].count(b"\n") + 1 if match else 0
-    except (OSError, ValueError):
-        return 0
-
-
-def private_keys(root: Path, files: Iterable[Path]) -> list[Finding]:
-    """Files that hold an age private key (named with the line; the key itself is never echoed)."""
-    findings = []
-    for path in files:
-        line = private_key_line(path)
-        if line:
-            findings.append(
-                Finding(
-                    _rel(root, path),
-                    "holds an age private key; remove it (and rotate that key: `invoke keys.rotate`), "
-                    "keys live in the key store outside the repository",
-                    "private-key",
-                    line,
-                )
-            )
-    return findings
-
-
-def key_store_inside(root: Path, key_dir: Path | None) -> list[Finding]:
-    """A finding when the key store is inside the repository (its keys are one `git add` from a leak)."""
-    if key_dir is None:
-        return []
-    store = Path(key_dir).expanduser().resolve()
-    if not store.is_relative_to(Path(root).resolve()):
-        return []
-    rel = store.relative_to(Path(root).resolve()).as_posix()
-    return [
-        Finding(
-            rel if rel != "." else ".",
-            "the age key store (fluxops.key_dir) is inside the repository; move it out "
-            f"(e.g. {DEFAULT_KEY_DIR}) and set fluxops.key_dir to it",
-            "key-store",
-        )
-    ]
 
 
 # -- .sops.yaml ---------------------------------------------------------------------------------
@@ -429,7 +181,7 @@ def _encrypted_findings(rel: str, inspection: Inspection, config: _Config) -> li
             findings.append(
                 Finding(
                     rel,
-                    f"plaintext value at {_dotted(trail)} (added after encryption); re-enter it with "
+                    f"plaintext value at {dotted_path(trail)} (added after encryption); re-enter it with "
                     "`invoke secrets.edit`",
                     "sops-unencrypted",
                     document=index,
@@ -482,7 +234,7 @@ def check_file(root: Path, path: Path, config: _Config | None = None) -> list[Fi
 def inspection_findings(root: Path, inspection: Inspection, config: _Config) -> list[Finding]:
     """The findings of a file's readable content, from its inspection."""
     path = inspection.path
-    rel = _rel(root, path)
+    rel = relative(root, path)
     named = is_sops_name(path.name)
     if inspection.state == "damaged":
         problem = inspection.problem.replace("`git checkout -- FILE`", f"`git checkout -- {rel}`")
@@ -499,7 +251,7 @@ def inspection_findings(root: Path, inspection: Inspection, config: _Config) -> 
         findings.append(
             Finding(
                 rel,
-                f"named *{_sops_suffix(path.name)} but not encrypted (no sops metadata); "
+                f"named *{sops_suffix(path.name)} but not encrypted (no sops metadata); "
                 "run `invoke secrets.encrypt`",
                 "sops-unencrypted",
             )
@@ -528,105 +280,6 @@ def inspection_findings(root: Path, inspection: Inspection, config: _Config) -> 
 # -- decrypting ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    """An encrypted file and the cluster key to decrypt it with."""
-
-    path: Path
-    rel: str
-    key: KeySource
-    listed: bool  # the store key's recipient is one of the file's: a failure to unwrap is damage
-
-
-def key_at_hand(key_dir: Path | None, cluster: str) -> tuple[KeySource, str | None] | None:
-    """The key a sops call for the cluster would use (environment, then key store) and, for a key
-    store file, its recipient; None when there is none (or the store file is not a key)."""
-    from fluxops.secrets import keys  # the sops runner is loaded only when something may decrypt
-    from fluxops.secrets.sops import environment_key
-
-    if key_dir is None:
-        from_env = environment_key(cluster)
-        return (from_env, None) if from_env is not None else None
-    try:
-        source = keys.decryption_key(key_dir, cluster)
-        store = keystore.key_path(key_dir, cluster)
-        return source, keystore.public_key(store) if source.key_file == str(store) else None
-    except KeyStoreError:
-        return None
-
-
-def _candidates(root: Path, key_dir: Path | None, inspections: list[Inspection]) -> list[_Candidate]:
-    if not rules.config_path(root).is_file() or (key_dir is None and not any(map(os.environ.get, _KEY_ENV))):
-        return []
-    by_cluster: dict[str, list[Inspection]] = {}
-    for item in inspections:
-        cluster = clusters.cluster_of(root, item.path)
-        if cluster and item.path.suffix in VERIFY_SUFFIXES:
-            by_cluster.setdefault(cluster, []).append(item)
-    chosen = []
-    for cluster, items in by_cluster.items():
-        held = key_at_hand(key_dir, cluster)
-        if held is None:
-            continue
-        source, public = held
-        for item in items:
-            if public is not None and item.documents and public not in item.recipients:
-                continue  # encrypted to other keys: this one cannot tell
-            chosen.append(_Candidate(item.path, _rel(root, item.path), source, public is not None))
-    return chosen
-
-
-def _decrypt_finding(sops: Sops, item: _Candidate) -> tuple[bool, Finding | None]:
-    """(verified, finding) for one file: :meth:`Sops.verify` decrypts it in memory; judge its verdict.
-
-    sops' own message is not repeated for a MAC mismatch: it carries the hash of the plaintext values.
-    """
-    from fluxops.secrets.sops import Verdict
-
-    restore = RESTORE.format(path=item.rel)
-    try:
-        verdict = sops.verify(item.path, item.key)
-    except SopsError as exc:
-        verdict = Verdict("error", str(exc))
-    if verdict.state == "ok":
-        return True, None
-    if verdict.state == "double":
-        reason = f"encrypted twice: it decrypts to sops ciphertext (encrypted again); {restore}"
-        return True, Finding(item.rel, reason, "secret-encrypted-twice")
-    if verdict.state == "tampered":
-        reason = f"tampered: its MAC does not verify (changed without sops); {restore}"
-        return True, Finding(item.rel, reason, "secret-tampered")
-    if verdict.state == "no-key":
-        if not item.listed:
-            return False, None  # the key at hand is not one of its recipients: nothing to verify
-        reason = (
-            "tampered: the cluster key is one of its recipients but cannot unwrap its data key "
-            f"(the sops metadata was edited); {restore}"
-        )
-        return True, Finding(item.rel, reason, "secret-tampered")
-    if _FORMAT_MARKER in verdict.detail:
-        reason = f"a value in clear sits where sops encrypts (added without sops); {restore}"
-        return True, Finding(item.rel, reason, "sops-unencrypted")
-    if _VALUE_MARKER in verdict.detail:
-        reason = f"tampered: an encrypted value does not verify (changed without sops); {restore}"
-        return True, Finding(item.rel, reason, "secret-tampered")
-    detail = _HEX_RUN.sub("...", verdict.detail)[:200]
-    return False, Finding(item.rel, f"sops cannot decrypt it: {detail}", "sops-decrypt")
-
-
-def verify_macs(root: Path, key_dir: Path | None, inspections: list[Inspection]) -> tuple[int, list[Finding]]:
-    """Decrypt, in parallel, every encrypted cluster file whose key is at hand: (verified, findings)."""
-    chosen = _candidates(Path(root).absolute(), key_dir, inspections)
-    if not chosen:
-        return 0, []
-    from fluxops.secrets.sops import Sops, binary, parallel
-
-    binary()  # no sops at all is an error of the check, not a finding per file
-    sops = Sops(root)
-    results = parallel(lambda item: _decrypt_finding(sops, item), chosen)
-    return sum(1 for ok, _ in results if ok), [f for _, f in results if f is not None]
-
-
 # -- the whole repository -----------------------------------------------------------------------
 
 
@@ -641,7 +294,7 @@ def scan(
     then not parsed (a secret file that does not parse is still reported).
     """
     root = Path(root).absolute()
-    files = [p for p in walk.repository_files(root) if _in_scope(_rel(root, p), within)]
+    files = [p for p in walk.repository_files(root) if _in_scope(relative(root, p), within)]
     report = Report(findings=key_store_inside(root, key_dir) + private_keys(root, files))
     config = _load_config(root)
     if _in_scope(rules.CONFIG_NAME, within):

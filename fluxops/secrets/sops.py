@@ -38,7 +38,12 @@ R = TypeVar("R")
 
 TIMEOUT = 120.0
 BATCH = 25  # files per sops process for updatekeys: amortises its start-up, keeps cores busy
+TAMPERED = f"its MAC does not verify: it was changed without sops; {RESTORE}"
 MAC_MARKERS = ("MAC mismatch", "Cannot decrypt MAC", "Could not decrypt MAC")
+VALUE_MARKER = "Could not decrypt value"
+IN_CLEAR = f"a value in clear sits where sops encrypts (added without sops); {RESTORE}"
+VALUE_TAMPERED = f"an encrypted value does not verify (changed without sops); {RESTORE}"
+IN_CLEAR_MARKER = "does not match sops' data format"
 _NO_KEY_MARKERS = ("Failed to get the data key", "no identity matched", "failed to load age identities")
 
 KEY_SERVICES_VARIABLE = "FLUXOPS_SOPS_KEY_SERVICES"
@@ -182,7 +187,7 @@ def _other_keys_message(where: str, services: Sequence[str], detail: str | None 
     return (
         f"{head} (no age recipient), and sops gets no {labels} settings from fluxops. If you hold such a "
         f"key, set {KEY_SERVICES_VARIABLE}={','.join(services)} to pass your {labels} settings to sops; "
-        "otherwise re-create the file for your age key (`invoke secrets.scaffold`)."
+        "otherwise `invoke secrets.scaffold --force` re-creates it for your age key, with placeholder values."
     )
 
 
@@ -228,7 +233,8 @@ def first_error_line(stderr: str) -> str:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What decrypting a file said: ``ok``, ``tampered``, ``double``, ``no-key`` or ``error``."""
+    """What decrypting a file said: ``ok``; ``tampered`` (MAC), ``tampered-value``, ``in-clear`` (a value
+    added without sops), ``double`` (encrypted twice); ``no-key``; ``error`` (anything else)."""
 
     state: str
     detail: str = ""
@@ -282,13 +288,16 @@ class Sops:
         private = editor.private_folder(PRIVATE_PREFIX)
         try:
             full_env = sops_environment(private, env)
-            return self.shell.run(
-                argv, stdin=stdin, env=full_env, cwd=cwd, timeout=self.timeout, check=check, inherit_env=False
+            result = self.shell.run(
+                argv, stdin=stdin, env=full_env, cwd=cwd, timeout=self.timeout, check=False, inherit_env=False
             )
-        except CommandError as exc:
-            raise self._explain(exc, key, path) from None
+        except CommandError as exc:  # could not start, or timed out
+            raise self._explain(exc.stderr_tail or str(exc), key, path) from None
         finally:
             shutil.rmtree(private, ignore_errors=True)
+        if check and result.rc != 0:
+            raise self._explain(result.stderr or f"exit {result.rc}", key, path)
+        return result
 
     def _refusal(self, path: Path | None, key: KeySource | None) -> SopsError | None:
         """The error for decrypting a file sops could open only with key services not opted into."""
@@ -302,9 +311,9 @@ class Sops:
             _other_keys_message(where, services), cluster=key.cluster, key_file=key.key_file, path=where
         )
 
-    def _explain(self, exc: CommandError, key: KeySource | None, path: Path | None) -> SopsError:
+    def _explain(self, detail: str, key: KeySource | None, path: Path | None) -> SopsError:
+        """A SopsError saying what went wrong in the user's terms, from sops' whole stderr."""
         where = self.relative(path) if path is not None else "stdin"
-        detail = exc.stderr_tail or str(exc)
         services = inspect(path).key_services if path is not None and path.is_file() else []
         if key is not None and services and "age" not in services:
             return SopsError(
@@ -317,13 +326,16 @@ class Sops:
             recipients = ", ".join(file_recipients(path)) if path is not None and path.exists() else "?"
             return SopsError(
                 f"cannot decrypt {where} for cluster {key.cluster}: the age key in {key.key_file} is not "
-                f"one of its recipients ({recipients}) or cannot be read. Check that key file; if you have "
-                f"no key yet run `invoke keys.generate --cluster {key.cluster}`; for files encrypted "
-                f"to a key you do not hold, run `invoke secrets.scaffold --cluster {key.cluster}`.",
+                f"one of its recipients ({recipients}) or cannot be read ({first_error_line(detail)}). If "
+                f"you hold a key for one of them, restore it (`invoke keys.import --cluster {key.cluster} "
+                "FILE`) or point SOPS_AGE_KEY_FILE at it. Only if nobody holds one any more, "
+                f"`invoke secrets.scaffold --cluster {key.cluster}` writes placeholders for such files.",
                 cluster=key.cluster,
                 key_file=key.key_file,
                 path=where,
             )
+        if any(marker in detail for marker in (*MAC_MARKERS, VALUE_MARKER)):  # sops' line may carry MACs
+            return SopsError(f"{where}: {TAMPERED}", path=where, cluster=key.cluster if key else None)
         if "no matching creation rules" in detail:
             return SopsError(
                 f"{where}: no creation rule in {self.config} matches this file; "
@@ -332,7 +344,9 @@ class Sops:
                 cluster=key.cluster if key else None,
             )
         return SopsError(
-            f"sops failed on {where}: {detail}", path=where, cluster=key.cluster if key else None
+            f"sops failed on {where}: {first_error_line(detail)}",
+            path=where,
+            cluster=key.cluster if key else None,
         )
 
     # -- reading state ----------------------------------------------------------------------
@@ -361,8 +375,14 @@ class Sops:
             return Verdict("ok")
         detail = first_error_line(result.stderr)
         if any(marker in result.stderr for marker in MAC_MARKERS):
+            return Verdict("tampered", TAMPERED)
+        if IN_CLEAR_MARKER in result.stderr:
             return Verdict(
-                "tampered", f"its MAC does not verify ({detail}): it was changed without sops; " + RESTORE
+                "in-clear", f"a value in clear sits where sops encrypts (added without sops); {RESTORE}"
+            )
+        if VALUE_MARKER in result.stderr:
+            return Verdict(
+                "tampered-value", f"an encrypted value does not verify (changed without sops); {RESTORE}"
             )
         if any(marker in result.stderr for marker in _NO_KEY_MARKERS):
             return Verdict("no-key", f"the key in {key.key_file} cannot decrypt it ({detail})")

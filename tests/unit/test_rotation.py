@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from fluxops.errors import FluxopsError, RotationError
-from fluxops.masking import Secret
 from fluxops.secrets import check as secrets_check
 from fluxops.secrets import keystore, rotation, rules
 from fluxops.secrets.encrypted import file_recipients
@@ -156,12 +155,19 @@ def test_rotation_refuses_files_the_old_key_cannot_open(repo: Path, key_dir: Pat
     assert not rotation.journal_path(key_dir, "lab").exists()
 
 
-def test_rotation_refuses_an_environment_key(
+def test_an_environment_key_does_not_fool_the_verification(
     repo: Path, key_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SOPS_AGE_KEY", Secret("x").reveal())
-    with pytest.raises(RotationError, match="SOPS_AGE_KEY"):
-        rotation.Rotation(repo, key_dir, "lab", report=quiet).run()
+    """`keys.env` exports a key command for plain sops; the rotation uses only the key store's keys."""
+    files = populate(repo, 2)
+    old = key_dir / "lab.agekey"
+    monkeypatch.setenv("SOPS_AGE_KEY_CMD", f"cat {old}")
+    monkeypatch.setenv("SOPS_AGE_KEY", old.read_text())
+    journal = rotation.Rotation(repo, key_dir, "lab", offline=True, report=quiet).run()
+    archived = keystore.archived_keys(key_dir, "lab")[0]
+    for path in files:
+        assert file_recipients(path) == [journal.new_public]
+        assert not decrypts_with(repo, path, archived)
 
 
 def test_rotation_without_a_key_names_the_file_and_the_fix(repo: Path, tmp_path: Path) -> None:

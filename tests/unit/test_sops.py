@@ -94,7 +94,8 @@ def test_wrong_key_error_names_cluster_and_key_file(repo: Path, key_dir: Path, t
     with pytest.raises(SopsError) as err:
         repository.view(repo, tmp_path / "other", path)
     text = str(err.value)
-    assert "cluster lab" in text and str(wrong) in text and "keys.generate --cluster lab" in text
+    assert "cluster lab" in text and str(wrong) in text and "keys.import --cluster lab FILE" in text
+    assert keystore.public_key(key_dir / "lab.agekey") in text  # the recipient whose key to restore
     assert err.value.cluster == "lab" and err.value.key_file == str(wrong)
     assert key_secret(wrong) not in text
 
