@@ -16,7 +16,7 @@ def run(settings: Settings, *, keep: bool = False, say: Callable[[str], None] = 
     from fluxops import hostcheck  # testinfra is optional: loaded only for the host checks
 
     hostcheck.require_testinfra()  # before any host starts
-    inventory = inv.load(settings.sandbox_inventory)
+    inventory = inv.load(settings.sandbox_inventory, clusters=settings.clusters, root=settings.root)
     say(f"[bold]1. sandbox hosts up[/] ({settings.sandbox_inventory})")
     sandbox.up(inventory, settings.sandbox_dir, progress=lambda m: say(f"   {m}"))
     ok = True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ class Settings:
     command_timeout: float
     sandbox_inventory: Path
     sandbox_dir: Path
+    clusters: Mapping[str, str] = field(default_factory=dict)
 
 
 def _path(root: Path, value: Any, key: str) -> Path:
@@ -47,6 +48,20 @@ def _flag(value: Any, key: str) -> bool:
     if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "yes", "no"}:
         return value.lower() in {"true", "1", "yes"}
     raise ConfigError(f"fluxops.{key} must be true or false, got {value!r}")
+
+
+def _clusters(value: Any) -> dict[str, str]:
+    """Cluster name -> inventory group; empty means every group under ``all`` is a cluster."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items()
+    ):
+        raise ConfigError(
+            "fluxops.clusters must map cluster names to inventory groups (e.g. lab: k3s_cluster), "
+            f"got {value!r}"
+        )
+    return dict(value)
 
 
 def _key_dir(root: Path, value: Any) -> Path:
@@ -75,4 +90,5 @@ def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
         command_timeout=_number(timeouts.get("command", 600), "timeouts.command"),
         sandbox_inventory=_path(root, sandbox.get("inventory"), "sandbox.inventory"),
         sandbox_dir=_path(root, sandbox.get("dir"), "sandbox.dir"),
+        clusters=_clusters(section.get("clusters")),
     )

@@ -19,7 +19,7 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() or os.envir
 def print_inventory(path: Path, hosts: Iterable[Host]) -> None:
     """A table of hosts and their variables (secrets already masked)."""
     table = Table(title=f"inventory {path}", title_justify="left")
-    for column in ("cluster", "host", "address", "user", "become", "variables"):
+    for column in ("cluster", "host", "role", "address", "user", "become", "variables"):
         table.add_column(column, overflow="fold")
     for host in hosts:
         variables = "\n".join(
@@ -28,6 +28,7 @@ def print_inventory(path: Path, hosts: Iterable[Host]) -> None:
         table.add_row(
             host.cluster,
             host.name,
+            host.role,
             f"{host.address}:{host.port}",
             host.user,
             "yes" if host.become else "no",

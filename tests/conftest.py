@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shlex
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -96,13 +97,14 @@ def _bindable(address: str, port: int) -> bool:
 
 
 def write_sandbox_inventory(dest: Path, state_dir: Path, port: int) -> Path:
-    """The shipped sandbox.yaml with its own port and key paths, so a running demo is untouched."""
+    """The shipped sandbox.yaml with its own port, key and known_hosts paths (a running demo is untouched)."""
     yaml = YAML()
     doc = yaml.load((REPO / "inventory" / "sandbox.yaml").read_text())
     all_vars = doc["all"]["vars"]
     all_vars["ansible_port"] = port
     all_vars["ansible_ssh_private_key_file"] = str(state_dir / "id_ed25519")
-    all_vars["fluxops_known_hosts_file"] = str(state_dir / "known_hosts")
+    known_hosts = shlex.quote(str(state_dir / "known_hosts"))
+    all_vars["ansible_ssh_common_args"] = f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes"
     with dest.open("w") as fh:
         yaml.dump(doc, fh)
     return dest

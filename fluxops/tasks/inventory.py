@@ -24,7 +24,7 @@ from fluxops.tasks.common import config, user_errors
 def show(c: Context, cluster: str | None = None, json_: bool = False) -> None:
     """Print the resolved hosts and variables of the inventory (secrets masked)."""
     settings = config(c)
-    inventory = inv.load(settings.inventory)
+    inventory = inv.load(settings.inventory, clusters=settings.clusters, root=settings.root)
     hosts = inventory.select(cluster)
     if json_:
         print(json.dumps(inv.as_dict(hosts), indent=2, default=str))
@@ -42,7 +42,7 @@ def show(c: Context, cluster: str | None = None, json_: bool = False) -> None:
 def ping(c: Context, cluster: str | None = None, accept_new_host_key: bool = False) -> None:
     """Reach every host over SSH at once and show each one's answer and round trip."""
     settings = config(c)
-    hosts = inv.load(settings.inventory).select(cluster)
+    hosts = inv.load(settings.inventory, clusters=settings.clusters, root=settings.root).select(cluster)
     accept = accept_new_host_key or settings.accept_new_host_key
     with Connections(connect_timeout=settings.connect_timeout, accept_new_host_key=accept) as conns:
         replies = ping_hosts(hosts, conns, timeout=settings.command_timeout)

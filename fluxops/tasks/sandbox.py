@@ -19,7 +19,7 @@ def _progress(message: str) -> None:
 def up(c: Context) -> None:
     """Start a real sshd for every host of the sandbox inventory (loopback only)."""
     settings = config(c)
-    inventory = inv.load(settings.sandbox_inventory)
+    inventory = inv.load(settings.sandbox_inventory, clusters=settings.clusters, root=settings.root)
     hosts = sandbox.up(inventory, settings.sandbox_dir, progress=_progress)
     for host in hosts:
         console.print(f"[green]up[/] {host.name:<6} {host.address}:{host.port}  (sshd pid {host.sshd_pid})")

@@ -33,12 +33,28 @@ def test_shipped_hosts_file_loads() -> None:
 
 def test_sandbox_file_mirrors_hosts_file_on_loopback() -> None:
     real = inv.load(REPO / "inventory" / "hosts.yaml")
-    sandbox = inv.load(REPO / "inventory" / "sandbox.yaml")
-    assert {(h.cluster, h.name) for h in sandbox.hosts} == {(h.cluster, h.name) for h in real.hosts}
+    sandbox = inv.load(REPO / "inventory" / "sandbox.yaml", root=REPO)
+    assert {(h.cluster, h.name, h.role) for h in sandbox.hosts} == {
+        (h.cluster, h.name, h.role) for h in real.hosts
+    }
     assert all(h.is_loopback for h in sandbox.hosts)
     assert len({h.address for h in sandbox.hosts}) == len(sandbox.hosts)
-    # relative paths are taken from the inventory file's folder
-    assert sandbox.host("n5").key_file == (REPO / ".sandbox" / "id_ed25519").resolve()
+    # relative paths are taken from the root (the folder Ansible runs in), known_hosts from ssh's options
+    n5 = sandbox.host("n5")
+    assert n5.key_file == REPO / ".sandbox" / "id_ed25519"
+    assert n5.known_hosts == REPO / ".sandbox" / "known_hosts"
+
+
+def test_relative_paths_follow_the_root_and_home_is_expanded(tmp_path: Path) -> None:
+    path = tmp_path / "inventory" / "hosts.yaml"
+    path.parent.mkdir()
+    path.write_text(
+        "all:\n  children:\n    lab:\n      hosts:\n        n5:\n          ansible_host: 127.0.0.2\n"
+        "          ansible_ssh_private_key_file: keys/id\n          fluxops_known_hosts_file: ~/kh\n"
+    )
+    host = inv.load(path, root=tmp_path / "elsewhere").host("n5")
+    assert host.key_file == tmp_path / "elsewhere" / "keys" / "id"
+    assert host.known_hosts == Path.home() / "kh"
 
 
 PRECEDENCE = """\
@@ -82,45 +98,25 @@ def test_secret_values_are_masked(tmp_path: Path) -> None:
     assert host.public_vars()["tunnel"] == "***"
 
 
+LAB = "all:\n  children:\n    lab:\n      hosts:\n"
 BAD = {
-    "yaml syntax": (
-        "all:\n  children:\n    lab:\n      hosts:\n        n5: {ansible_host: a\n",
-        None,
-        "YAML error",
-    ),
-    "duplicate key": (
-        "all:\n  children:\n    lab:\n      hosts:\n        n5: {ansible_host: a}\n        n5: {}\n",
-        6,
-        "once",
-    ),
-    "no all": ("lab:\n  hosts: {}\n", 1, "must start with 'all:'"),
+    "yaml syntax": (LAB + "        n5: {ansible_host: a\n", 6, "YAML error"),
+    "duplicate key": (LAB + "        n5: {ansible_host: a}\n        n5: {}\n", 6, "once"),
     "host in two clusters": (
-        "all:\n  children:\n    lab:\n      hosts:\n        n5: {ansible_host: a}\n"
-        "    phx:\n      hosts:\n        n5: {ansible_host: b}\n",
+        LAB + "        n5: {ansible_host: a}\n    phx:\n      hosts:\n        n5: {ansible_host: b}\n",
         8,
         "two clusters",
     ),
-    "missing address": (
-        "all:\n  children:\n    lab:\n      hosts:\n        n5:\n          ansible_port: 22\n",
-        5,
-        "has no address",
-    ),
-    "port is a string": (
-        "all:\n  children:\n    lab:\n      hosts:\n        n5:\n          ansible_host: a\n"
-        "          ansible_port: '22'\n",
-        7,
+    "no address": (LAB + "        'my host':\n          ansible_port: 22\n", 5, "has no address"),
+    "port is a word": (
+        LAB + "        n5:\n          ansible_port: ssh\n",
+        6,
         "ansible_port must be a port number",
     ),
-    "port out of range": (
-        "all:\n  children:\n    lab:\n      hosts:\n        n5:\n          ansible_host: a\n"
-        "          ansible_port: 70000\n",
-        7,
-        "out of range",
-    ),
-    "become not a bool": (
-        "all:\n  vars:\n    ansible_become: 'yes'\n  children:\n    lab:\n      hosts:\n"
-        "        n5: {ansible_host: a}\n",
-        7,
+    "port out of range": (LAB + "        n5:\n          ansible_port: 70000\n", 6, "out of range"),
+    "become not a boolean": (
+        "all:\n  vars:\n    ansible_become: maybe\n  children:\n    lab:\n      hosts:\n        n5:\n",
+        3,
         "ansible_become must be true or false",
     ),
     "hosts not a mapping": (
@@ -134,17 +130,46 @@ BAD = {
         "unknown key 'host'",
     ),
     "host outside any cluster": (
-        "all:\n  hosts:\n    n5: {ansible_host: a}\n  children:\n    lab:\n      hosts:\n"
-        "        n6: {ansible_host: b}\n",
+        "all:\n  hosts:\n    n5: {ansible_host: a}\n  children:\n    lab:\n      hosts:\n        n6:\n",
         3,
         "in no cluster",
     ),
-    "bad cluster name": (
-        "all:\n  children:\n    Lab_1:\n      hosts:\n        n5: {ansible_host: a}\n",
-        3,
-        "not valid",
-    ),
     "empty cluster": ("all:\n  children:\n    lab:\n      hosts: {}\n", 3, "has no hosts"),
+    "no clusters": ("all:\n  vars: {a: 1}\n", None, "no clusters"),
+    "host named like a group": (
+        "all:\n  children:\n    phx:\n      hosts:\n        phx:\n",
+        5,
+        "has the name of a group",
+    ),
+    "group name is a boolean": ("all:\n  children:\n    yes:\n      hosts: {n5: }\n", 3, "quote it"),
+    "host name is a number": (LAB + "        10:\n", 5, "must be a string"),
+    "bad range": (LAB + "        node[1:x]:\n", 5, "two numbers or two letters"),
+    "range end missing": (LAB + "        node[1:]:\n", 5, "end value"),
+    "group loop": (
+        "all:\n  children:\n    lab:\n      children:\n        lab:\n          hosts: {n5: }\n",
+        5,
+        "loop",
+    ),
+    "bad group priority": (
+        "all:\n  children:\n    lab:\n      vars:\n        ansible_group_priority: high\n"
+        "      hosts: {n5: }\n",
+        5,
+        "ansible_group_priority must be a whole number",
+    ),
+    "unknown yaml tag": (LAB + "        n5: {ansible_host: !host a}\n", 5, "!unsafe and !vault"),
+    "k3s_role unknown": (LAB + "        n5: {k3s_role: master}\n", 5, "k3s_role must be 'server' or 'agent'"),
+    "server and agent": (
+        "all:\n  children:\n    k3s:\n      children:\n        server:\n          hosts: {n5: }\n"
+        "        agent:\n          hosts: {n5: }\n",
+        6,
+        "both the server and the agent group",
+    ),
+    "no server": (
+        "all:\n  children:\n    k3s:\n      hosts:\n        n4: {k3s_role: agent}\n"
+        "        n5: {k3s_role: agent}\n",
+        3,
+        "has no server",
+    ),
 }
 
 
@@ -157,10 +182,7 @@ def test_bad_inventory_names_file_line_and_fix(tmp_path: Path, case: str) -> Non
     assert error.path == str(tmp_path / "hosts.yaml")
     assert phrase in str(error)
     assert str(error).startswith(str(tmp_path / "hosts.yaml"))
-    if line is not None:
-        assert error.line == line, str(error)
-    else:
-        assert error.line is not None
+    assert error.line == line, str(error)
 
 
 def test_unknown_cluster_and_host_list_the_known_ones() -> None:

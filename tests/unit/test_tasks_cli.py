@@ -66,6 +66,7 @@ def test_user_mistakes_exit_1_with_a_clear_message(tmp_path: Path) -> None:
     assert "unknown cluster 'nope'; clusters here: lab, phx" in result.stderr
     assert "Traceback" not in result.stderr
     broken = tmp_path / "broken.yaml"
-    broken.write_text("all:\n  children:\n    lab:\n      hosts:\n        n5: {ansible_port: 22}\n")
+    broken.write_text("all:\n  children:\n    lab:\n      hosts:\n        n5: {ansible_port: ssh}\n")
     result = invoke("inventory.show", env={"INVOKE_FLUXOPS_INVENTORY": str(broken)})
-    assert result.returncode == 1 and f"{broken}:5: host 'n5' has no address" in result.stderr
+    assert result.returncode == 1
+    assert f"{broken}:5: host 'n5': ansible_port must be a port number" in result.stderr
