@@ -234,3 +234,16 @@ def test_a_host_with_a_bad_known_hosts_entry_fails_alone(
     assert f"is not in {broken}" in replies[0].detail
     assert f"ssh -p {bad.port} " in replies[0].detail
     assert replies[1].detail.startswith("Linux")
+
+
+def test_revoked_host_key_is_refused_with_its_own_message(first_host: Host, tmp_path: Path) -> None:
+    name = known_hosts.host_name(first_host.address, first_host.port)
+    lines = first_host.known_hosts.read_text().splitlines()
+    current = next(line for line in lines if line.split()[0] == name)
+    known = tmp_path / "known_hosts"
+    known.write_text(f"{current}\n@revoked * {' '.join(current.split()[1:])}\n")
+    shell = RemoteShell(dataclasses.replace(first_host, known_hosts=known), accept_new_host_key=True)
+    with pytest.raises(HostKeyError) as caught:
+        shell.run(["true"])
+    assert f"is marked @revoked in {known} (line 2)" in str(caught.value)
+    assert "ssh-keygen -R" not in str(caught.value)  # removing the line would not make the key good
