@@ -157,27 +157,39 @@ class LocalShell:
         cwd: Arg | None = None,
         check: bool = True,
         secrets: Iterable[str | Secret] = (),
+        inherit_env: bool = True,
     ) -> Result:
-        """Run ``argv`` here; raise CommandError on failure unless ``check`` is false."""
+        """Run ``argv`` here; raise CommandError on failure unless ``check`` is false.
+
+        ``env`` is added to this process's environment; with ``inherit_env=False`` it is the command's
+        whole environment instead.
+        """
         from plumbum import local
 
         args = _check_argv(argv, self.name)
         hidden = _secret_values(stdin, env, secrets)
         started = time.perf_counter()
+        given = {k: reveal(v) for k, v in (env or {}).items()}
         # the process environment as it is now (plumbum's own copy is taken once, at import)
-        full_env = {**os.environ, **{k: reveal(v) for k, v in (env or {}).items()}}
+        full_env = {**os.environ, **given} if inherit_env else given
         executable = args[0] if os.sep in args[0] else shutil.which(args[0], path=full_env.get("PATH"))
         if executable is None:
             raise CommandError(
                 f"command not found: {args[0]} (install it or put it on PATH)", host=self.name, argv=args
             )
         data = _stdin_bytes(stdin)
+        options = {
+            "stdin": None if data is None else subprocess.PIPE,
+            "env": full_env,
+            "cwd": None if cwd is None else os.fspath(cwd),
+        }
         try:
-            proc = local[executable][list(args[1:])].popen(
-                stdin=None if data is None else subprocess.PIPE,
-                env=full_env,
-                cwd=None if cwd is None else os.fspath(cwd),
-            )
+            if inherit_env:
+                proc = local[executable][list(args[1:])].popen(**options)
+            else:  # plumbum would merge its own copy of this process's environment back in
+                proc = subprocess.Popen(
+                    [executable, *args[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options
+                )
         except OSError as exc:
             raise CommandError(f"cannot start: {exc}", host=self.name, argv=args) from exc
         try:
