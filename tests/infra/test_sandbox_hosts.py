@@ -8,12 +8,16 @@ from pathlib import Path
 import pytest
 import testinfra
 
+from fluxops import inventory as inv
 from fluxops.shell import RemoteShell
 
 pytestmark = pytest.mark.ssh
 
 
-@pytest.fixture(params=["n5", "phx"])
+SHIPPED = [h.name for h in inv.load(Path(__file__).resolve().parents[2] / "inventory" / "sandbox.yaml").hosts]
+
+
+@pytest.fixture(params=SHIPPED)
 def host(request: pytest.FixtureRequest, sandbox_env):
     return testinfra.get_host(f"ssh://{request.param}", ssh_config=str(sandbox_env.ssh_config))
 
@@ -35,5 +39,5 @@ def test_file_written_over_ssh_stays_inside_the_host(sandbox_env, host) -> None:
     assert not Path(path).exists()
     upper = sandbox_env.state_dir / "hosts" / name / "upper"
     assert (upper / path.lstrip("/")).read_text() == f"{name}\n"
-    other = "phx" if name == "n5" else "n5"
+    other = next(n for n in SHIPPED if n != name)
     assert not (sandbox_env.state_dir / "hosts" / other / "upper" / path.lstrip("/")).exists()
