@@ -116,3 +116,16 @@ class LayoutError(FluxopsError):
     def __init__(self, message: str, *, findings: tuple[object, ...] = ()) -> None:
         self.findings = findings
         super().__init__(message)
+
+
+class PlaybookError(FluxopsError):
+    """A playbook is unreadable or invalid, or one of its templates fails; names the file and line."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        self.message = message
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(f"{where}{message}")

@@ -138,6 +138,8 @@ class Module:
     name: ClassVar[str]
     params: ClassVar[tuple[Param, ...]] = ()
     help: ClassVar[str] = ""
+    # the argument a task's plain string goes to (``command: uname -a``); None: arguments are a mapping
+    free_form: ClassVar[str | None] = None
 
     @classmethod
     def validate(cls, raw: Args) -> dict[str, Any]:

@@ -15,6 +15,7 @@ class Command(Module):
 
     name = "command"
     help = "run a command; with creates/unless it runs only until its work is done"
+    free_form = "cmd"
     params = (
         Param("argv", (list,), help="the command as a list (no shell involved)"),
         Param("cmd", (str,), help="the command as one string, run by sh -c"),
