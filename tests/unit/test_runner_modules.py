@@ -298,11 +298,11 @@ def test_get_url_downloads_with_curl_checks_sha256_and_never_pipes_to_sh() -> No
     assert change is not None
     assert put_args(change) == (
         "/usr/local/bin/k3s", "0755", "", DIGEST, "",
-        "curl", "-fsSL", "--proto", "=https,http", "--max-time", "600", URL,
+        "curl", "-fsSL", "--proto", "=https,http", "--max-time", "300", URL,
     )  # fmt: skip
     assert "| sh" not in PUT_SCRIPT and "|sh" not in PUT_SCRIPT
     wget = plan("get_url", raw, {"dest": ABSENT, "downloaders": Downloaders(curl=False, wget=True)})
-    assert wget is not None and put_args(wget)[5:] == ("wget", "-q", "-T", "600", "-O", "-", URL)
+    assert wget is not None and put_args(wget)[5:] == ("wget", "-q", "-T", "300", "-O", "-", URL)
     with pytest.raises(ModuleError, match="neither curl nor wget"):
         plan("get_url", raw, {"dest": ABSENT, "downloaders": Downloaders(curl=False, wget=False)})
 

@@ -73,7 +73,7 @@ class GetUrl(Module):
         Param("src", (str,), help="file on the controller (relative: to the playbook's folder)"),
         Param("dest", (str,), required=True, help="absolute path on the host"),
         Param("sha256", (str,), help="the file's sha256 (hex)"),
-        Param("timeout", (int,), default=600, help="seconds a download may take"),
+        Param("timeout", (int,), default=300, help="seconds a download may take"),
         *ATTRIBUTE_PARAMS,
     )
 

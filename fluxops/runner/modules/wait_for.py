@@ -70,7 +70,9 @@ def awaited(args: Args) -> str:
 class WaitFor(Module):
     """Ok when the command already exits 0 (or the port already accepts a connection) on the host; else
     one step that waits ``delay`` seconds and tries every ``sleep`` seconds, stopped by ``timeout`` after
-    ``timeout`` seconds with an error naming what it waited for."""
+    ``timeout`` seconds with an error naming what it waited for. The command is also run once while
+    facts are read (check mode too), so it must only look, as a ``command``'s ``unless`` does. Keep
+    ``timeout`` below the runner's limit for one command."""
 
     name = "wait_for"
     help = "wait until a command succeeds or a port accepts connections, on the host"
