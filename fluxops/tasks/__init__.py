@@ -7,10 +7,11 @@ from invoke import Collection
 
 def namespace() -> Collection:
     """The root collection that ``tasks.py`` exposes."""
-    from fluxops.tasks import demo, inventory, keys, layout, sandbox, secrets
+    from fluxops.tasks import demo, inventory, keys, layout, play, sandbox, secrets
 
     ns = Collection()
     ns.add_task(demo.demo)
+    ns.add_task(play.play)
     ns.add_collection(Collection.from_module(inventory, name="inventory"))
     ns.add_collection(Collection.from_module(sandbox, name="sandbox"))
     ns.add_collection(Collection.from_module(keys, name="keys"))
