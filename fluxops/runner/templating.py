@@ -200,8 +200,13 @@ class Templar:
         if condition is None:
             return True
         text = str(condition).strip()
-        if is_template(text):
-            return _to_bool(self._render_text(text))
+        if is_template(text):  # Ansible renders such a condition first, then evaluates what it gives
+            rendered = self._render_text(text)
+            if isinstance(rendered, Secret):
+                rendered = rendered.reveal()
+            if not isinstance(rendered, str):
+                return bool(rendered)
+            text = rendered
         return bool(_check_defined(_expression(text)(**self._context)))
 
 
