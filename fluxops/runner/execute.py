@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from fluxops.errors import CommandError, HostKeyError
+from fluxops.errors import CommandError, FluxopsError, HostKeyError
 from fluxops.files import atomic_write
 from fluxops.masking import mask
 from fluxops.runner import batch, templating, validate, variables
@@ -292,10 +292,10 @@ class _HostPlay:
             raise _Failure(str(task.error(f"undefined variable: {exc}"))) from None
         except templating.TemplateError as exc:
             raise _Failure(str(task.error(f"template error: {exc}"))) from None
-        except ArgumentError as exc:
+        except (ArgumentError, FluxopsError) as exc:
             raise _Failure(str(task.error(str(exc)))) from None
         except Exception as exc:  # a module's facts() that raises is that task's failure
-            raise _Failure(str(task.error(f"module {task.module}: {type(exc).__name__}: {exc}"))) from None
+            raise _Failure(_module_error(task, exc, self.templar.secrets)) from None
 
     def _unit(self, task: Task, item: Any) -> _Unit:
         templar = self.templar if item is _NO_ITEM else self.templar.with_vars({variables.LOOP_VAR: item})
@@ -403,8 +403,7 @@ class _HostPlay:
         try:
             change = unit.module.plan(unit.args, facts, unit.ctx)
         except Exception as exc:  # a module's plan() that raises is that task's failure
-            message = f"module {unit.task.module}: {type(exc).__name__}: {exc}"
-            raise _Failure(mask(str(unit.task.error(message)), unit.secrets)) from None
+            raise _Failure(_module_error(unit.task, exc, unit.secrets)) from None
         if change is None:
             return Outcome(changed=False, facts=facts), None
         if self.options.check:
@@ -449,10 +448,15 @@ class _HostPlay:
             data = base64.b64decode(result.stdout)
         except binascii.Error as exc:
             raise _Failure(f"cannot fetch {remote}: the host sent no base64 ({exc})") from None
+        assert unit.module is not None
+        try:
+            content, mode = unit.module.fetched(unit.args, data)
+        except Exception as exc:  # a module's fetched() that raises is that task's failure
+            raise _Failure(_module_error(unit.task, exc, unit.secrets)) from None
         path = Path(local).expanduser()
         if not path.is_absolute():
             path = self.shared.playbook.base_dir / path
-        atomic_write(path, data, mode=0o600)
+        atomic_write(path, content, mode=mode)
 
     # --- results -------------------------------------------------------------------------------
 
@@ -512,6 +516,13 @@ class _HostPlay:
     def _emit(self, result: TaskResult) -> None:
         self.shared.report.add(result)
         self.shared.reporter.task_done(result)
+
+
+def _module_error(task: Task, exc: Exception, secrets: Sequence[str]) -> str:
+    """A module's exception as the task's failure: its own message for a FluxopsError (a ModuleError
+    says what is missing and what to do), the exception's type too for anything else."""
+    what = str(exc) if isinstance(exc, ArgumentError | FluxopsError) else f"{type(exc).__name__}: {exc}"
+    return mask(str(task.error(f"module {task.module}: {what}")), secrets)
 
 
 def _fact_key(key: tuple[int, int], fact: Fact) -> str:

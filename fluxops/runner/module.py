@@ -173,6 +173,10 @@ class Module:
         """The change that brings the host to the wanted state, or None when it is there already."""
         raise NotImplementedError
 
+    def fetched(self, args: Args, data: bytes) -> tuple[bytes, int]:
+        """What the runner writes on the controller for a file of ``Change.fetch``, and its mode."""
+        return data, 0o600
+
 
 def unified_diff(path: str, before: str | None, after: str | None) -> str:
     """A unified diff of a file's content (``None`` = the file does not exist)."""
