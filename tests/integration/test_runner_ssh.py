@@ -1,0 +1,163 @@
+"""The runner over real SSH to the sandbox hosts: four steps, one connection per host, secrets, failures."""
+
+from __future__ import annotations
+
+import io
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from fluxops.masking import Secret
+from fluxops.runner import execute, playbook, recap
+from fluxops.runner.execute import Options
+from fluxops.runner.results import Report
+from fluxops.runner.targets import Target, from_inventory
+from fluxops.shell import Connections
+
+pytestmark = pytest.mark.ssh
+
+
+@pytest.fixture
+def conns() -> Iterator[Connections]:
+    """One connection pool for the test: every run of the test reuses its connections."""
+    with Connections(connect_timeout=10) as pool:
+        yield pool
+
+
+@pytest.fixture
+def targets(sandbox_env, conns: Connections) -> list[Target]:
+    """Every sandbox host, with a folder of its own for this test on the host."""
+    found = from_inventory(sandbox_env.inventory, conns)
+    assert len(found) >= 2, "the sandbox inventory has fewer than two hosts"
+    return found
+
+
+def write(tmp_path: Path, text: str) -> playbook.Playbook:
+    path = tmp_path / "play.yaml"
+    path.write_text(text)
+    return playbook.load(path)
+
+
+def run(book: playbook.Playbook, targets: list[Target], **options: object) -> tuple[Report, str]:
+    out = io.StringIO()
+    console = Console(file=out, color_system=None, width=200)
+    reporter = recap.TextReporter(console, check=bool(options.get("check")))
+    report = execute.run(book, targets, Options(**options), reporter)  # type: ignore[arg-type]
+    reporter.recap(report)
+    return report, out.getvalue()
+
+
+def on_host(target: Target, *argv: str) -> str:
+    return target.shell.run(list(argv), timeout=30).stdout
+
+
+def test_four_steps_on_every_host_over_one_connection_each(
+    tmp_path: Path, sandbox_env, targets: list[Target], conns: Connections
+) -> None:
+    folder = f"/var/tmp/fluxops-runner-{secrets.token_hex(4)}"
+    book = write(
+        tmp_path,
+        f"- name: converge\n  hosts: all\n  vars:\n    folder: {folder}\n  tasks:\n"
+        "    - name: folder\n      file: {path: '{{ folder }}', state: directory, mode: '0755'}\n"
+        "    - name: config\n      file:\n        path: '{{ folder }}/config.yaml'\n"
+        '        content: "node-name: {{ inventory_hostname }}\\nrole: {{ fluxops_role }}\\n"\n'
+        "    - name: marker\n      command:\n        argv: [touch, '{{ folder }}/marker']\n"
+        "        creates: '{{ folder }}/marker'\n",
+    )
+    names = [t.name for t in targets]
+    pairs = list(zip(targets, sandbox_env.inventory.hosts, strict=True))
+
+    report, text = run(book, targets, check=True, diff=True)
+    assert {h: (s.ok, s.changed) for h, s in report.stats.items()} == {n: (3, 3) for n in names}
+    assert "+node-name: " in text
+    first_connections = {t.name: conns.get(host).connection() for t, host in pairs}
+    assert on_host(targets[0], "sh", "-c", f"test -e {folder} && echo present || echo absent") == "absent\n"
+
+    report, _ = run(book, targets)
+    assert {h: (s.ok, s.changed) for h, s in report.stats.items()} == {n: (3, 3) for n in names}
+    for target in targets:
+        assert on_host(target, "cat", f"{folder}/config.yaml") == (
+            f"node-name: {target.name}\nrole: {target.role}\n"
+        )
+    report, text = run(book, targets, check=True, diff=True)
+    assert {h: (s.ok, s.changed) for h, s in report.stats.items()} == {n: (3, 0) for n in names}
+    assert "+node-name" not in text
+    report, _ = run(book, targets)
+    assert {h: (s.ok, s.changed) for h, s in report.stats.items()} == {n: (3, 0) for n in names}
+    assert {t.name: conns.get(host).connection() for t, host in pairs} == first_connections
+    for target in targets:
+        on_host(target, "rm", "-rf", folder)
+
+
+def test_a_secret_on_stdin_never_shows_in_any_process_or_output(
+    tmp_path: Path, targets: list[Target]
+) -> None:
+    token = "tok-" + secrets.token_hex(12)
+    folder = f"/var/tmp/fluxops-runner-{secrets.token_hex(4)}"
+    book = write(
+        tmp_path,
+        "- hosts: all\n  tasks:\n"
+        "    - name: join\n      command:\n"
+        f"        cmd: 'mkdir -p {folder} && cat > {folder}/token && sleep 1.5'\n"
+        "        stdin: '{{ join_token }}'\n",
+    )
+    secret_targets = [
+        Target(t.name, t.shell, {**t.vars, "join_token": Secret(token)}, t.groups, t.cluster, t.role, t.user)
+        for t in targets
+    ]
+    stop = threading.Event()
+    seen: list[bytes] = []
+    scanner = threading.Thread(target=_scan, args=(token.encode(), stop, seen))
+    scanner.start()
+    try:
+        report, text = run(book, secret_targets)
+    finally:
+        stop.set()
+        scanner.join()
+    assert report.failed_hosts == []
+    assert any(c.startswith(b"sleep\x00") for c in seen), "the scan never saw the task running"
+    assert not [c for c in seen if token.encode() in c]
+    for target in targets:
+        assert on_host(target, "cat", f"{folder}/token") == token
+        on_host(target, "rm", "-rf", folder)
+    assert token not in text + recap.as_json(report)
+
+
+def test_a_failing_host_stops_and_the_others_finish(tmp_path: Path, targets: list[Target]) -> None:
+    bad = targets[0].name
+    folder = f"/var/tmp/fluxops-runner-{secrets.token_hex(4)}"
+    book = write(
+        tmp_path,
+        "- hosts: all\n  tasks:\n"
+        f"    - name: refuse on {bad}\n      command: 'echo refused by $(hostname) >&2; "
+        f"test {{{{ inventory_hostname }}}} != {bad}'\n"
+        f"    - name: after\n      command: 'mkdir -p {folder} && touch {folder}/after'\n",
+    )
+    report, text = run(book, targets)
+    assert report.failed_hosts == [bad]
+    [failure] = report.failures()
+    assert (failure.host, failure.rc) == (bad, 1)
+    assert failure.stderr.startswith("refused by ")
+    assert f"fatal: [{bad}] TASK [refuse on {bad}]: FAILED!" in text
+    for target in targets[1:]:
+        assert on_host(target, "sh", "-c", f"test -e {folder}/after && echo yes") == "yes\n"
+        on_host(target, "rm", "-rf", folder)
+    assert on_host(targets[0], "sh", "-c", f"test -e {folder} && echo yes || echo no") == "no\n"
+
+
+def _scan(needle: bytes, stop: threading.Event, seen: list[bytes]) -> None:
+    """Every command line on this machine (the sandbox hosts' processes included) until ``stop``."""
+    while not stop.is_set():
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if needle in cmdline or cmdline.startswith(b"sleep\x00"):
+                seen.append(cmdline)
