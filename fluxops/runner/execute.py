@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ def run(
     report = Report(check=options.check)
     states = {t.name: _HostState(t) for t in targets}
     groups = variables.groups_of(targets)
+    cancelled = threading.Event()
     for selection in selections:
         live = [t for t in selection.targets if not states[t.name].stopped]
         reporter.play_started(selection.play, [t.name for t in live])
@@ -91,11 +93,15 @@ def run(
         hostvars = variables.hostvars(
             targets, registered, groups, check=options.check, base_dir=playbook.base_dir
         )
-        shared = _Shared(playbook, selection, options, reporter, report, groups, hostvars)
+        shared = _Shared(playbook, selection, options, reporter, report, groups, hostvars, cancelled)
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(live))) as pool:
             futures = [pool.submit(_HostPlay(shared, states[t.name]).run) for t in live]
-            for future in futures:
-                future.result()
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:  # Ctrl-C: every host stops after the command it is running
+                cancelled.set()
+                raise
     return report
 
 
@@ -119,6 +125,7 @@ class _Shared:
     report: Report
     groups: Mapping[str, list[str]]
     hostvars: Mapping[str, Any]
+    cancelled: threading.Event
 
 
 _NO_ITEM = object()
@@ -238,11 +245,16 @@ class _HostPlay:
         gathered: dict[tuple[int, int], Mapping[str, Any] | _Failure] = {}
         names = [validate.task_names(t) for t in tasks]
         for k, task in enumerate(tasks):
+            if self.shared.cancelled.is_set():
+                self.state.stopped = True
+                return
             label = self._label(task)
             statuses: list[Status] = []
             outcomes: list[tuple[Any, Outcome | None]] = []
             try:
                 units = prepared.pop(k, None) or self._prepare(task)
+                if not units:  # a loop over no items
+                    self._emit(self._result(_Unit(task, _NO_ITEM, skipped=True), label, Status.SKIPPED))
                 for u, unit in enumerate(units):
                     if unit.skipped:
                         statuses.append(Status.SKIPPED)

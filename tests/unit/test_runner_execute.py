@@ -480,3 +480,14 @@ def test_vars_precedence(tmp_path: Path) -> None:
     )
     run(book, [target])
     assert (tmp_path / "out").read_text() == "dark green xl lab\n"  # play vars over inventory vars
+
+
+def test_a_loop_over_no_items_is_skipped(tmp_path: Path) -> None:
+    book = write(
+        tmp_path,
+        "- hosts: all\n  tasks:\n"
+        "    - name: nothing to do\n      command: 'touch {{ item }}'\n      loop: []\n",
+    )
+    report, text = run(book, [local_target("box")])
+    assert "skipping: [box] TASK [nothing to do]" in text
+    assert counts(report) == (0, 0, 0, 1)
