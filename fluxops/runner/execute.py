@@ -231,7 +231,7 @@ class _HostPlay:
             play=self.play.name,
             task="(play)",
             status=Status.FAILED,
-            error=mask(message, self.templar.secrets),
+            error=mask(message, [*self.templar.secrets, *self.secrets]),
             location=f"{self.play.path}:{self.play.line}",
         )
         self._emit(result)

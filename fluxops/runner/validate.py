@@ -68,7 +68,8 @@ def check(
             )
         chosen = [t for t in select(targets, play.hosts) if t.name in limited]
         tasks = tuple(t for t in play.tasks if selected(t, tags))
-        left_out = {t.register: t for t in play.tasks if t.register and t not in tasks}
+        kept = {id(t) for t in tasks}
+        left_out = {t.register: t for t in play.tasks if t.register and id(t) not in kept}
         for target in chosen:
             _check_host(play, tasks, target, registered[target.name], left_out)
         selections.append(Selection(play=play, targets=tuple(chosen), tasks=tasks))
