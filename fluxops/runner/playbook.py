@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ PLAY_KEYS = ("name", "hosts", "vars", "become", "tasks", "handlers")
 TASK_KEYS = ("name", "when", "notify", "tags", "register", "loop", "become")
 ALWAYS_TAG = "always"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+Fail = Callable[[str], PlaybookError]  # makes the error of one place in the file, given the message
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def _play(raw: Any, path: Path, number: int) -> Play:
         raise fail(f"unknown play keyword {key!r}{hint} (a play takes: {', '.join(PLAY_KEYS)})", key)
     if name is not None and not isinstance(name, str):
         raise fail("name must be a string", "name")
-    hosts = _hosts(raw.get("hosts"), fail)
+    hosts = _hosts(raw.get("hosts"), lambda m: fail(m, "hosts"))
     variables = raw.get("vars") or {}
     if not isinstance(variables, Mapping):
         raise fail("vars must be a mapping of names to values", "vars")
@@ -195,27 +196,27 @@ def _play(raw: Any, path: Path, number: int) -> Play:
     return play
 
 
-def _hosts(value: Any, fail: Any) -> tuple[str, ...]:
+def _hosts(value: Any, fail: Fail) -> tuple[str, ...]:
     if value is None:
         raise fail("hosts is missing: name a cluster, a group, a role (server, agent), a host or all")
     items = value if isinstance(value, list) else [value]
     patterns: list[str] = []
     for item in items:
         if not isinstance(item, str) or not item.strip():
-            raise fail(f"hosts must be a pattern or a list of patterns, got {item!r}", "hosts")
+            raise fail(f"hosts must be a pattern or a list of patterns, got {item!r}")
         patterns.extend(p.strip() for p in re.split(r"[,:]", item) if p.strip())
     if not patterns:
-        raise fail("hosts is empty", "hosts")
+        raise fail("hosts is empty")
     return tuple(patterns)
 
 
-def _flag(value: Any, fail: Any, key: str) -> bool:
+def _flag(value: Any, fail: Fail, key: str) -> bool:
     if isinstance(value, bool):
         return value
     raise fail(f"{key} must be true or false, got {value!r}")
 
 
-def _task_list(raw: Any, path: Path, key: str, fail: Any, *, handler: bool) -> tuple[Task, ...]:
+def _task_list(raw: Any, path: Path, key: str, fail: Fail, *, handler: bool) -> tuple[Task, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -228,7 +229,7 @@ def _did_you_mean(word: str, choices: Any) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _task(raw: Any, path: Path, fail: Any, *, handler: bool) -> Task:
+def _task(raw: Any, path: Path, fail: Fail, *, handler: bool) -> Task:
     if not isinstance(raw, Mapping):
         raise fail(f"a task must be a mapping (name, a module and its arguments), got {raw!r}")
     line = _line(raw)
@@ -287,11 +288,11 @@ def _task(raw: Any, path: Path, fail: Any, *, handler: bool) -> Task:
     return task
 
 
-def _task_become(value: Any, fail: Any) -> bool | None:
+def _task_become(value: Any, fail: Fail) -> bool | None:
     return None if value is None else _flag(value, fail, "become")
 
 
-def _module_args(cls: type[Module], raw: Any, line: int, fail: Any) -> tuple[dict[str, Any], dict[str, int]]:
+def _module_args(cls: type[Module], raw: Any, line: int, fail: Fail) -> tuple[dict[str, Any], dict[str, int]]:
     if raw is None:
         return {}, {}
     if isinstance(raw, str):
@@ -306,7 +307,7 @@ def _module_args(cls: type[Module], raw: Any, line: int, fail: Any) -> tuple[dic
     return dict(raw), _lines(raw)
 
 
-def _when(value: Any, fail: Any) -> tuple[Any, ...]:
+def _when(value: Any, fail: Fail) -> tuple[Any, ...]:
     if value is None:
         return ()
     items = value if isinstance(value, list) else [value]
@@ -316,7 +317,7 @@ def _when(value: Any, fail: Any) -> tuple[Any, ...]:
     return tuple(items)
 
 
-def _names(value: Any, fail: Any, key: str) -> tuple[str, ...]:
+def _names(value: Any, fail: Fail, key: str) -> tuple[str, ...]:
     if value is None:
         return ()
     items = value if isinstance(value, list) else [value]
@@ -328,7 +329,7 @@ def _names(value: Any, fail: Any, key: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _register(value: Any, fail: Any) -> str | None:
+def _register(value: Any, fail: Fail) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not _IDENTIFIER.match(value):
@@ -336,7 +337,7 @@ def _register(value: Any, fail: Any) -> str | None:
     return value
 
 
-def _loop(value: Any, fail: Any) -> Any:
+def _loop(value: Any, fail: Fail) -> Any:
     if value is None:
         return None
     if isinstance(value, list):
@@ -346,14 +347,14 @@ def _loop(value: Any, fail: Any) -> Any:
     raise fail(f"loop must be a list or a template that gives a list (e.g. '{{{{ names }}}}'), got {value!r}")
 
 
-def _syntax(value: Any, fail: Any) -> None:
+def _syntax(value: Any, fail: Fail) -> None:
     try:
         templating.names_in(value)
     except templating.TemplateError as exc:
         raise fail(f"template error: {exc}") from None
 
 
-def _condition_syntax(condition: Any, fail: Any) -> None:
+def _condition_syntax(condition: Any, fail: Fail) -> None:
     try:
         templating.names_in_condition(condition)
     except templating.TemplateError as exc:
