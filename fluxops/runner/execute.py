@@ -16,13 +16,13 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from fluxops.errors import CommandError, FluxopsError, HostKeyError
 from fluxops.files import atomic_write
-from fluxops.masking import mask
+from fluxops.masking import MASK, Secret, mask
 from fluxops.runner import batch, templating, validate, variables
 from fluxops.runner.module import ArgumentError, Change, Context, Fact, Module, Outcome, Step
 from fluxops.runner.playbook import Play, Playbook, Task, secret_misuse
@@ -33,6 +33,8 @@ from fluxops.shell import Result, quote
 MAX_PARALLEL = 64
 BECOME = ("sudo", "-n", "--")
 STDERR_TAIL_LINES = 20
+HIDDEN = "(output hidden: no_log)"
+_OUTPUT_KEYS = ("stdout", "stderr")
 # what RemoteShell says when the host cannot be reached, as opposed to a command that failed on it
 _UNREACHABLE = ("cannot connect to", "connection lost", "SSH authentication", "SSH failed", "no answer from")
 
@@ -488,12 +490,14 @@ class _HostPlay:
                 "failed": False,
                 "results": results,
             }
+        if task.no_log:
+            value = _hidden_outputs(value)
         self.state.registered[task.register] = value
         self.templar = self.templar.with_vars({task.register: value})
 
     def _result(self, unit: _Unit, label: str, status: Status, change: Change | None = None) -> TaskResult:
         secrets = unit.secrets
-        return TaskResult(
+        result = TaskResult(
             host=self.target.name,
             play=self.play.name,
             task=mask(label, secrets),
@@ -504,9 +508,15 @@ class _HostPlay:
             handler=unit.task.handler,
             location=f"{unit.task.path}:{unit.task.line}",
         )
+        if unit.task.no_log:
+            item = None if result.item is None else MASK
+            return replace(result, item=item, summary=HIDDEN if change else "", diff="")
+        return result
 
     def _failed(self, task: Task, label: str, failure: _Failure) -> None:
         secrets = [*self.templar.secrets, *self.secrets]
+        if task.no_log:
+            failure.command, failure.stderr = HIDDEN, ""
         status = Status.UNREACHABLE if failure.unreachable else Status.FAILED
         self._emit(
             TaskResult(
@@ -535,6 +545,19 @@ def _module_error(task: Task, exc: Exception, secrets: Sequence[str]) -> str:
     says what is missing and what to do), the exception's type too for anything else."""
     what = str(exc) if isinstance(exc, ArgumentError | FluxopsError) else f"{type(exc).__name__}: {exc}"
     return mask(str(task.error(f"module {task.module}: {what}")), secrets)
+
+
+def _hidden_outputs(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A registered result of a ``no_log`` task: its outputs as Secrets (masked wherever they go)."""
+    hidden: dict[str, Any] = dict(value)
+    for key in _OUTPUT_KEYS:
+        if hidden.get(key):
+            hidden[key] = Secret(str(hidden[key]))
+    if "stdout_lines" in hidden:
+        hidden["stdout_lines"] = [Secret(line) for line in hidden["stdout_lines"]]
+    if "results" in hidden:
+        hidden["results"] = [_hidden_outputs(r) for r in hidden["results"]]
+    return hidden
 
 
 def _fact_key(key: tuple[int, int], fact: Fact) -> str:

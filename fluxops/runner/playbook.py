@@ -21,7 +21,7 @@ from fluxops.runner import modules, templating
 from fluxops.runner.module import ArgumentError, Module, Param
 
 PLAY_KEYS = ("name", "hosts", "vars", "become", "tasks", "handlers")
-TASK_KEYS = ("name", "when", "notify", "tags", "register", "loop", "become")
+TASK_KEYS = ("name", "when", "notify", "tags", "register", "loop", "become", "no_log")
 ALWAYS_TAG = "always"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 Fail = Callable[[str], PlaybookError]  # makes the error of one place in the file, given the message
@@ -44,6 +44,7 @@ class Task:
     register: str | None = None
     loop: Any = None
     become: bool | None = None
+    no_log: bool = False  # its output is secret: registered as Secrets, never shown
     handler: bool = False
 
     @property
@@ -278,6 +279,7 @@ def _task(raw: Any, path: Path, fail: Fail, *, handler: bool) -> Task:
         register=_register(raw.get("register"), lambda m: error(m, "register")),
         loop=_loop(raw.get("loop"), lambda m: error(m, "loop")),
         become=_task_become(raw.get("become"), lambda m: error(m, "become")),
+        no_log=_flag(raw.get("no_log", False), lambda m: error(m, "no_log"), "no_log"),
         handler=handler,
     )
     _syntax(task.args, lambda m: error(m, module))

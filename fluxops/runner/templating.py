@@ -126,11 +126,20 @@ def revealed(value: Any) -> Any:
     return value
 
 
+def _pieces(secrets: Iterable[str]) -> list[str]:
+    """What betrays a secret inside other text: the value and each of its lines, stripped (so
+    ``{{ token.stdout | trim }}`` is still known for a secret), as ``mask`` looks for them."""
+    found: list[str] = []
+    for secret in secrets:
+        found += [secret, *(line.strip() for line in secret.splitlines())]
+    return list(dict.fromkeys(p for p in found if p))
+
+
 def _rewrap(value: Any, secrets: Iterable[str]) -> Any:
     """Strings of a rendered value that hold a secret value become Secrets again."""
     if isinstance(value, str):
-        for secret in secrets:
-            if value == secret or (len(secret) >= MIN_SECRET_IN_TEXT and secret in value):
+        for piece in _pieces(secrets):
+            if value.strip() == piece or (len(piece) >= MIN_SECRET_IN_TEXT and piece in value):
                 return Secret(value)
         return value
     if isinstance(value, Mapping):

@@ -491,3 +491,30 @@ def test_a_loop_over_no_items_is_skipped(tmp_path: Path) -> None:
     report, text = run(book, [local_target("box")])
     assert "skipping: [box] TASK [nothing to do]" in text
     assert counts(report) == (0, 0, 0, 1)
+
+
+def test_a_no_log_result_stays_secret_from_host_to_host(tmp_path: Path) -> None:
+    token = "K10" + secrets.token_hex(16)
+    (tmp_path / "node-token").write_text(token + "\n")
+    book = write(
+        tmp_path,
+        "- name: server\n  hosts: server\n  tasks:\n"
+        "    - name: read the token\n      command: 'cat {{ dir }}/node-token'\n"
+        "      register: node_token\n      no_log: true\n"
+        "- name: agents\n  hosts: agent\n  vars:\n"
+        "    token: \"{{ hostvars[groups['server'][0]].node_token.stdout | trim }}\"\n  tasks:\n"
+        "    - name: join\n      command:\n        cmd: 'cat > {{ dir }}/joined-{{ inventory_hostname }}'\n"
+        "        stdin: '{{ token }}'\n"
+        "    - name: on a command line\n      command:\n        argv: [echo, '{{ token }}']\n",
+    )
+    targets = [
+        local_target("server", vars={"dir": str(tmp_path)}, groups=["server"]),
+        local_target("agent1", vars={"dir": str(tmp_path)}, groups=["agent"]),
+    ]
+    report, text = run(book, targets, diff=True)
+    assert (tmp_path / "joined-agent1").read_text() == token
+    assert "changed: [server] TASK [read the token]: (output hidden: no_log)" in text
+    [failure] = report.failures()
+    assert failure.host == "agent1"
+    assert "argv gets a secret value" in failure.error
+    assert token not in text + recap.as_json(report)

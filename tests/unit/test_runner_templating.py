@@ -108,3 +108,11 @@ def test_ansible_filters() -> None:
     assert t.render("{{ 'x' | b64encode }}") == "eA=="
     assert t.render("{{ p | basename }} {{ p | dirname }}") == "config.yaml /etc/rancher/k3s"
     assert t.render("{{ p | regex_replace('k3s', 'k8s') }}") == "/etc/rancher/k8s/config.yaml"
+
+
+def test_a_secret_trimmed_or_cut_into_lines_is_still_a_secret() -> None:
+    t = Templar({"out": Secret("K10secretvalue\n"), "two": Secret("line-one\nline-two\n")})
+    trimmed = t.render("{{ out | trim }}")
+    assert isinstance(trimmed, Secret) and trimmed.reveal() == "K10secretvalue"
+    second = t.render("{{ two.splitlines()[1] }}")
+    assert isinstance(second, Secret) and second.reveal() == "line-two"
