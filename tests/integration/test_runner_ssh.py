@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import secrets
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +19,10 @@ from fluxops.runner import execute, playbook, recap
 from fluxops.runner.execute import Options
 from fluxops.runner.results import Report
 from fluxops.runner.targets import Target, from_inventory
-from fluxops.shell import Connections
+from fluxops.shell import Connections, RemoteShell
 
 pytestmark = pytest.mark.ssh
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -161,3 +165,33 @@ def _scan(needle: bytes, stop: threading.Event, seen: list[bytes]) -> None:
                 continue
             if needle in cmdline or cmdline.startswith(b"sleep\x00"):
                 seen.append(cmdline)
+
+
+def test_invoke_play_on_the_sandbox_inventory(tmp_path: Path, sandbox_env) -> None:
+    folder = f"/var/tmp/fluxops-runner-{secrets.token_hex(4)}"
+    book = tmp_path / "play.yaml"
+    book.write_text(
+        "- name: servers only\n  hosts: server\n  tasks:\n"
+        f"    - name: marker\n      command:\n        argv: [mkdir, -p, {folder}]\n"
+        f"        creates: {folder}\n"
+    )
+    servers = sorted(h.name for h in sandbox_env.inventory.hosts if h.role == "server")
+    command = [
+        sys.executable,
+        "-m",
+        "invoke",
+        "play",
+        str(book),
+        "-i",
+        str(sandbox_env.inventory_path),
+        "--json",
+    ]
+    for changed in (1, 0):
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        recap_ = json.loads(result.stdout)["recap"]
+        assert sorted(recap_) == servers
+        assert {r["changed"] for r in recap_.values()} == {changed}
+    for host in sandbox_env.inventory.hosts:
+        if host.role == "server":
+            RemoteShell(host).run(["rm", "-rf", folder], timeout=30)
