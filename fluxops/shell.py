@@ -415,6 +415,9 @@ class RemoteShell:
                 f"SSH failed on {label}: {exc or type(exc).__name__}", host=host.name, argv=argv
             )
         else:
+            # a channel that does not open within the connect timeout means the host went silent
+            # (paramiko would wait an hour); run() then reports the lost connection
+            conn.transport.channel_timeout = self.connect_timeout
             return conn
         # closing the client stops paramiko's transport thread first; closing only the socket under it
         # made that thread log "Socket exception: Bad file descriptor"
