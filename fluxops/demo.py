@@ -18,7 +18,13 @@ def run(settings: Settings, *, keep: bool = False, say: Callable[[str], None] = 
     hostcheck.require_testinfra()  # before any host starts
     inventory = inv.load(settings.sandbox_inventory, clusters=settings.clusters, root=settings.root)
     say(f"[bold]1. sandbox hosts up[/] ({settings.sandbox_inventory})")
-    sandbox.up(inventory, settings.sandbox_dir, progress=lambda m: say(f"   {m}"))
+    sandbox.up(
+        inventory,
+        settings.sandbox_dir,
+        subnet=settings.sandbox_subnet,
+        real_inventory=settings.inventory,
+        progress=lambda m: say(f"   {m}"),
+    )
     ok = True
     try:
         say("[bold]2. inventory[/]")
@@ -30,7 +36,8 @@ def run(settings: Settings, *, keep: bool = False, say: Callable[[str], None] = 
                 say(f"   {host.name}: {result.stdout.strip()} ({result.duration * 1000:.0f} ms)")
         say("[bold]4. testinfra checks[/]")
         for host in inventory.hosts:
-            for check in hostcheck.check_host(host.name, sandbox.ssh_config_path(settings.sandbox_dir)):
+            ssh_config = sandbox.ssh_config_path(settings.sandbox_dir)
+            for check in hostcheck.check_host(host.name, ssh_config, host.address):
                 mark = "[green]ok[/]  " if check.ok else "[red]FAIL[/]"
                 say(f"   {mark} {check.host:<5} {check.name:<20} {check.detail}")
                 ok = ok and check.ok

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
 from fluxops.errors import ConfigError
+
+DEFAULT_SANDBOX_SUBNET = IPv4Network("10.250.0.0/24")
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class Settings:
     command_timeout: float
     sandbox_inventory: Path
     sandbox_dir: Path
+    sandbox_subnet: IPv4Network = DEFAULT_SANDBOX_SUBNET
     clusters: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -64,6 +68,16 @@ def _clusters(value: Any) -> dict[str, str]:
     return dict(value)
 
 
+def _subnet(value: Any) -> IPv4Network:
+    """The sandbox hosts' IPv4 network (``fluxops.sandbox.subnet``), e.g. 10.250.0.0/24."""
+    try:
+        return IPv4Network(str(value))
+    except ValueError as exc:
+        raise ConfigError(
+            f"fluxops.sandbox.subnet must be an IPv4 network such as 10.250.0.0/24, got {value!r} ({exc})"
+        ) from None
+
+
 def _key_dir(root: Path, value: Any) -> Path:
     """The key store; refused inside the repository, where one `git add` would publish the keys."""
     path = _path(root, value, "key_dir")
@@ -90,5 +104,6 @@ def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
         command_timeout=_number(timeouts.get("command", 600), "timeouts.command"),
         sandbox_inventory=_path(root, sandbox.get("inventory"), "sandbox.inventory"),
         sandbox_dir=_path(root, sandbox.get("dir"), "sandbox.dir"),
+        sandbox_subnet=_subnet(sandbox.get("subnet", DEFAULT_SANDBOX_SUBNET)),
         clusters=_clusters(section.get("clusters")),
     )

@@ -11,13 +11,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml as pyyaml
 from ruamel.yaml import YAML
 
 from fluxops import inventory as inv
 from fluxops import sandbox
 from fluxops.layout.model import CACHE_ENV
+from fluxops.sandbox import network
+from fluxops.settings import DEFAULT_SANDBOX_SUBNET
 
 REPO = Path(__file__).resolve().parent.parent
+SHIPPED_SANDBOX = REPO / "inventory" / "sandbox.yaml"
+REAL_INVENTORY = REPO / "inventory" / "hosts.yaml"
+
+
+def configured_subnet() -> ipaddress.IPv4Network:
+    """The sandbox subnet of the project's invoke.yaml (fluxops.sandbox.subnet)."""
+    config = pyyaml.safe_load((REPO / "invoke.yaml").read_text()) or {}
+    value = ((config.get("fluxops") or {}).get("sandbox") or {}).get("subnet")
+    return ipaddress.IPv4Network(value) if value else DEFAULT_SANDBOX_SUBNET
+
+
+SANDBOX_SUBNET = configured_subnet()
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +82,7 @@ class SandboxEnv:
 
 
 def require_sandbox() -> None:
-    """Skip without root/unshare/sshd - except in CI, where that fails the run."""
+    """Skip without root, systemd-nspawn, ip or sshd - except in CI, where that fails the run."""
     problems = sandbox.capability_problems()
     if problems:
         message = "sandbox hosts unavailable: " + "; ".join(problems)
@@ -76,55 +91,60 @@ def require_sandbox() -> None:
         pytest.skip(message)
 
 
-def free_port(addresses: list[str]) -> int:
-    """A TCP port free on every one of ``addresses``."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((addresses[0], 0))
-            port = probe.getsockname()[1]
-        if all(_bindable(a, port) for a in addresses):
-            return port
-    raise RuntimeError("no free port on the sandbox addresses")
+def sandbox_addresses(count: int) -> list[str]:
+    """Host addresses in ``count`` /30s of the sandbox subnet that nothing on this machine uses yet.
+
+    The shipped inventory's /30s are left to ``invoke sandbox.up`` and ``invoke demo``.
+    """
+    shipped = [h.address for h in inv.load(SHIPPED_SANDBOX).hosts]
+    return network.free_addresses(SANDBOX_SUBNET, count, avoid=shipped)
 
 
-def _bindable(address: str, port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((address, port))
-        except OSError:
-            return False
-    return True
+def write_sandbox_inventory(dest: Path, state_dir: Path, addresses: list[str], port: int = 22) -> Path:
+    """The shipped sandbox.yaml with its own addresses, port, key and known_hosts paths.
 
-
-def write_sandbox_inventory(dest: Path, state_dir: Path, port: int) -> Path:
-    """The shipped sandbox.yaml with its own port, key and known_hosts paths (a running demo is untouched)."""
+    ``addresses`` go to the hosts in inventory order; a running ``invoke sandbox.up`` is untouched.
+    """
     yaml = YAML()
-    doc = yaml.load((REPO / "inventory" / "sandbox.yaml").read_text())
+    doc = yaml.load(SHIPPED_SANDBOX.read_text())
     all_vars = doc["all"]["vars"]
     all_vars["ansible_port"] = port
     all_vars["ansible_ssh_private_key_file"] = str(state_dir / "id_ed25519")
     known_hosts = shlex.quote(str(state_dir / "known_hosts"))
     all_vars["ansible_ssh_common_args"] = f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes"
+    hosts = [h for group in doc["all"]["children"].values() for h in group["hosts"].values()]
+    assert len(hosts) == len(addresses), f"{len(hosts)} hosts, {len(addresses)} addresses"
+    for host, address in zip(hosts, addresses, strict=True):
+        host["ansible_host"] = address
     with dest.open("w") as fh:
         yaml.dump(doc, fh)
     return dest
 
 
-def start_sandbox(base: Path) -> SandboxEnv:
-    """Sandbox hosts of the shipped inventory on a free port, state under ``base``."""
+def private_inventory(base: Path, state_dir: Path, port: int = 22) -> Path:
+    """``base``/sandbox.yaml: the shipped hosts on free addresses of the sandbox subnet."""
+    count = len(inv.load(SHIPPED_SANDBOX).hosts)
+    return write_sandbox_inventory(base / "sandbox.yaml", state_dir, sandbox_addresses(count), port)
+
+
+def sandbox_up(inventory: inv.Inventory, state_dir: Path) -> list[sandbox.HostState]:
+    """``sandbox.up`` as the tasks call it: the configured subnet, checked against inventory/hosts.yaml."""
+    return sandbox.up(inventory, state_dir, subnet=SANDBOX_SUBNET, real_inventory=REAL_INVENTORY)
+
+
+def start_sandbox(base: Path, port: int = 22) -> SandboxEnv:
+    """Sandbox hosts of the shipped inventory on free addresses, state under ``base``."""
     require_sandbox()
-    shipped = inv.load(REPO / "inventory" / "sandbox.yaml")
-    port = free_port([h.address for h in shipped.hosts])
     state_dir = base / "state"
-    path = write_sandbox_inventory(base / "sandbox.yaml", state_dir, port)
+    path = private_inventory(base, state_dir, port)
     inventory = inv.load(path)
-    sandbox.up(inventory, state_dir)
+    sandbox_up(inventory, state_dir)
     return SandboxEnv(inventory=inventory, inventory_path=path, state_dir=state_dir)
 
 
 @pytest.fixture(scope="session")
 def sandbox_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxEnv]:
-    """Sandbox hosts (real sshd) for the whole session, stopped at the end."""
+    """Sandbox hosts (systemd, sshd, an address each) for the whole session, stopped at the end."""
     env = start_sandbox(tmp_path_factory.mktemp("sandbox"))
     try:
         yield env
@@ -136,7 +156,8 @@ def sandbox_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxEnv
 
 
 class NetworkGuardError(RuntimeError):
-    """A test reached for an address outside loopback (not an OSError, so no ``except OSError`` hides it)."""
+    """A test reached for an address outside loopback and the sandbox subnet (not an OSError, so no
+    ``except OSError`` hides it)."""
 
 
 # Every refused address of the current test; a test that swallowed the error still fails.
@@ -163,16 +184,33 @@ def is_loopback(host: object) -> bool:
     return ip.is_loopback
 
 
+def in_sandbox_subnet(host: object, subnet: ipaddress.IPv4Network = SANDBOX_SUBNET) -> bool:
+    """Is ``host`` a literal IPv4 address (or its IPv6-mapped form) inside the sandbox subnet?"""
+    if isinstance(host, bytes):
+        host = host.decode(errors="replace")
+    if not isinstance(host, str):
+        return False
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return isinstance(ip, ipaddress.IPv4Address) and ip in subnet
+
+
 def guard_address(family: int, address: object) -> None:
-    """Raise ``NetworkGuardError`` for an internet address outside loopback; other families pass."""
+    """Raise ``NetworkGuardError`` for an internet address outside loopback and the sandbox subnet;
+    other families pass."""
     if family not in (socket.AF_INET, socket.AF_INET6):
         return
     host = address[0] if isinstance(address, tuple) and address else address
-    if not is_loopback(host):
+    if not is_loopback(host) and not in_sandbox_subnet(host):
         REFUSED.append(f"{host}")
         raise NetworkGuardError(
             f"network guard: a test tried to connect to {host!r} (address {address!r}); tests may "
-            "reach only 127.0.0.0/8 and ::1 (is a task using the real inventory?)"
+            f"reach only 127.0.0.0/8, ::1 and the sandbox subnet {SANDBOX_SUBNET} (is a task using "
+            "the real inventory?)"
         )
 
 
@@ -193,7 +231,8 @@ def _guarded_create_connection(address: tuple[str, int], *args: object, **kwargs
 
 @pytest.fixture(scope="session", autouse=True)
 def network_guard() -> Iterator[None]:
-    """For the whole session: a Python-level connection outside loopback fails, naming the address."""
+    """For the whole session: a Python-level connection outside loopback and the sandbox subnet fails,
+    naming the address."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(socket.socket, "connect", _guarded_connect)
         patch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
@@ -203,7 +242,8 @@ def network_guard() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def no_refused_connections(network_guard: None) -> Iterator[None]:
-    """Fail a test whose code reached outside loopback, even if it caught the guard's error."""
+    """Fail a test whose code reached outside loopback and the sandbox subnet, even if it caught the
+    guard's error."""
     REFUSED.clear()
     yield
     refused = list(REFUSED)

@@ -1,4 +1,4 @@
-"""invoke sandbox.*: loopback test hosts with real sshd, for demos and tests."""
+"""invoke sandbox.*: test hosts that boot like real nodes (systemd-nspawn), for demos and tests."""
 
 from __future__ import annotations
 
@@ -17,26 +17,37 @@ def _progress(message: str) -> None:
 @task
 @user_errors
 def up(c: Context) -> None:
-    """Start a real sshd for every host of the sandbox inventory (loopback only)."""
+    """Boot a container with systemd and its own address for every host of the sandbox inventory."""
     settings = config(c)
     inventory = inv.load(settings.sandbox_inventory, clusters=settings.clusters, root=settings.root)
-    hosts = sandbox.up(inventory, settings.sandbox_dir, progress=_progress)
+    hosts = sandbox.up(
+        inventory,
+        settings.sandbox_dir,
+        subnet=settings.sandbox_subnet,
+        real_inventory=settings.inventory,
+        progress=_progress,
+    )
     for host in hosts:
-        console.print(f"[green]up[/] {host.name:<6} {host.address}:{host.port}  (sshd pid {host.sshd_pid})")
+        console.print(
+            f"[green]up[/] {host.name:<6} {host.address}:{host.port}  "
+            f"(machine {host.machine}, veth {host.veth}, systemd-nspawn pid {host.nspawn_pid})"
+        )
     console.print(f"ssh to a host: ssh -F {sandbox.ssh_config_path(settings.sandbox_dir)} {hosts[0].name}")
 
 
 @task
 @user_errors
 def status(c: Context) -> None:
-    """Show each sandbox host: running, listening. Exits 1 when any is down."""
+    """Show each sandbox host: running, its veth up, sshd answering. Exits 1 when any is down."""
     settings = config(c)
     hosts = sandbox.status(settings.sandbox_dir)
     if not hosts:
         raise Exit("no sandbox is running (invoke sandbox.up starts one)", code=1)
     for h in hosts:
-        state = "[green]up[/]" if h.running and h.listening else "[red]down[/]"
-        console.print(f"{state:<20} {h.cluster:<5} {h.name:<6} {h.address}:{h.port}")
+        ok = h.running and h.listening
+        state = "[green]up  [/]" if ok else "[red]down[/]"
+        detail = "" if ok else f"  (running: {'yes' if h.running else 'no'}, veth {h.veth}: {h.link})"
+        console.print(f"{state} {h.cluster:<5} {h.name:<6} {h.address}:{h.port}{detail}")
     if not all(h.running and h.listening for h in hosts):
         raise Exit(code=1)
 
@@ -44,11 +55,11 @@ def status(c: Context) -> None:
 @task
 @user_errors
 def down(c: Context) -> None:
-    """Stop the sandbox hosts that sandbox.up started and delete only the files it created."""
+    """Stop the sandbox hosts that sandbox.up started and remove only what it created."""
     settings = config(c)
     result = sandbox.down(settings.sandbox_dir, progress=_progress)
     console.print(f"stopped {', '.join(result.stopped)}" if result.stopped else "no sandbox was running")
     if result.removed:
-        console.print(f"removed {len(result.removed)} files and folders that sandbox.up created")
+        console.print(f"removed {len(result.removed)} files, folders and routes that sandbox.up created")
     for line in result.kept:
         console.print(f"[yellow]{line}[/]")

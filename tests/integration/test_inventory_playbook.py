@@ -35,12 +35,15 @@ PLAYBOOK = """\
 """
 
 
-def _checkout_like(root: Path, state_dir: Path, port: int) -> Path:
-    """A folder laid out like the checkout: the shipped sandbox.yaml (only its port changed, its relative
-    key and known_hosts paths kept) and .sandbox/ holding the running sandbox's key and known_hosts."""
+def _checkout_like(root: Path, state_dir: Path, addresses: dict[str, str]) -> Path:
+    """A folder laid out like the checkout: the shipped sandbox.yaml (only its hosts' addresses changed,
+    its port and relative key and known_hosts paths kept) and .sandbox/ holding the running sandbox's key
+    and known_hosts."""
     yaml = YAML()
     doc = yaml.load((REPO / "inventory" / "sandbox.yaml").read_text())
-    doc["all"]["vars"]["ansible_port"] = port
+    for group in doc["all"]["children"].values():
+        for name, host in group["hosts"].items():
+            host["ansible_host"] = addresses[name]
     (root / "inventory").mkdir(parents=True)
     with (root / "inventory" / "sandbox.yaml").open("w") as fh:
         yaml.dump(doc, fh)
@@ -50,7 +53,8 @@ def _checkout_like(root: Path, state_dir: Path, port: int) -> Path:
 
 def test_ansible_playbook_runs_two_tasks_on_a_sandbox_host(sandbox_env, tmp_path: Path) -> None:
     root = tmp_path / "checkout"
-    inventory_path = _checkout_like(root, sandbox_env.state_dir, sandbox_env.inventory.host("n5").port)
+    addresses = {h.name: h.address for h in sandbox_env.inventory.hosts}
+    inventory_path = _checkout_like(root, sandbox_env.state_dir, addresses)
     (root / "playbook.yaml").write_text(PLAYBOOK)
     marker = f"/tmp/fluxops-ansible-{secrets.token_hex(4)}"
     control = tempfile.mkdtemp(prefix="fx-cp-")  # ssh's control socket path must stay short
@@ -76,6 +80,7 @@ def test_ansible_playbook_runs_two_tasks_on_a_sandbox_host(sandbox_env, tmp_path
     assert "ok=2" in run.stdout and "changed=1" in run.stdout and "failed=0" in run.stdout
     # fluxops reads the same file the same way (relative paths from the same root) and sees the marker
     host = inv.load(inventory_path, root=root).host("n5")
+    assert (host.address, host.port) == (sandbox_env.inventory.host("n5").address, 22)
     assert (host.key_file, host.known_hosts) == (
         root / ".sandbox" / "id_ed25519",
         root / ".sandbox" / "known_hosts",

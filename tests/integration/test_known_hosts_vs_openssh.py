@@ -1,8 +1,10 @@
 """OpenSSH and fluxops side by side on the same known_hosts files: the same verdict for every case.
 
 The oracle is the real ``ssh`` client (``StrictHostKeyChecking yes``, then ``accept-new``) against a
-sandbox host; fluxops judges the same file through ``RemoteShell``. A second table uses a host that
-holds two host keys (ed25519 and ecdsa), where the key a client asks for first decides the verdict.
+sandbox host; fluxops judges the same file through ``RemoteShell``. The module's own sandbox listens on
+port 2222, where known_hosts names a host ``[address]:port`` and the bare address is a fallback. A
+second table uses a host that holds two host keys (ed25519 and ecdsa), where the key a client asks for
+first decides the verdict.
 """
 
 from __future__ import annotations
@@ -17,12 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from fluxops import inventory as inv
 from fluxops import known_hosts, sandbox
 from fluxops.errors import HostKeyError
 from fluxops.inventory import Host
 from fluxops.shell import RemoteShell, local
-from tests.conftest import free_port, require_sandbox, write_sandbox_inventory
+from tests.conftest import SandboxEnv, start_sandbox
 
 pytestmark = pytest.mark.ssh
 
@@ -129,7 +130,12 @@ CASES = [
         CONNECT,
         CONNECT,
     ),
-    Case("negated in a wildcard list", lambda m: [f"[127.*]:*,!{m.name} {m.key}"], REFUSE, CONNECT),
+    Case(
+        "negated in a wildcard list",
+        lambda m: [f"[{m.host.address.rsplit('.', 1)[0]}.*]:*,!{m.name} {m.key}"],
+        REFUSE,
+        CONNECT,
+    ),
     Case("comma list", lambda m: [f"NODE.example.org,{m.name} {m.key}"], CONNECT, CONNECT),
     Case("address without the port", lambda m: [f"{m.host.address} {m.key}"], CONNECT, CONNECT),
     Case("address without the port, another key", lambda m: [f"{m.host.address} {m.other}"], REFUSE, CONNECT),
@@ -254,9 +260,24 @@ def compare(material: Material, case: Case, mode: str, folder: Path) -> None:
         assert openssh_connects(material.host, check, "yes", folder / "home")
 
 
+PORT = 2222
+
+
 @pytest.fixture(scope="module")
-def material(sandbox_env, tmp_path_factory: pytest.TempPathFactory) -> Material:
-    return _material(sandbox_env.inventory.hosts[0], tmp_path_factory.mktemp("keys"))
+def port_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxEnv]:
+    """This module's sandbox: the shipped hosts with sshd on port 2222."""
+    env = start_sandbox(tmp_path_factory.mktemp("port_sandbox"), port=PORT)
+    try:
+        yield env
+    finally:
+        sandbox.down(env.state_dir)
+
+
+@pytest.fixture(scope="module")
+def material(port_sandbox: SandboxEnv, tmp_path_factory: pytest.TempPathFactory) -> Material:
+    host = port_sandbox.inventory.hosts[1]
+    assert host.port == PORT and known_hosts.host_name(host.address, host.port).startswith("[")
+    return _material(host, tmp_path_factory.mktemp("keys"))
 
 
 @pytest.mark.parametrize("mode", ["yes", "accept-new"])
@@ -283,25 +304,20 @@ def _wait_for_key(host: Host, key_type: str, timeout: float = 10.0) -> str:
 
 
 @pytest.fixture(scope="module")
-def two_key_material(sandbox_env, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Material]:
-    """A private sandbox whose first host's sshd is given an ecdsa key besides its ed25519 one."""
-    require_sandbox()
+def two_key_material(port_sandbox: SandboxEnv, tmp_path_factory: pytest.TempPathFactory) -> Material:
+    """The module sandbox's first host, its sshd given an ecdsa key besides its ed25519 one."""
     base = tmp_path_factory.mktemp("two_keys")
-    state = base / "state"
-    port = free_port([h.address for h in sandbox_env.inventory.hosts])
-    inventory = inv.load(write_sandbox_inventory(base / "sandbox.yaml", state, port))
-    sandbox.up(inventory, state)
+    host = port_sandbox.inventory.hosts[0]
+    key = "/etc/ssh/ssh_host_ecdsa_key"  # the machine's own key of that name is hidden in the host
+    shell = RemoteShell(host)
     try:
-        host = inventory.hosts[0]
-        conf = f"/{sandbox.CONF_DIR}"
-        shell = RemoteShell(host)
-        shell.run(["ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f", f"{conf}/ssh_host_ecdsa_key"])
-        add_key = 'echo "HostKey $1" >> "$2" && kill -HUP 1'
-        shell.run(["sh", "-c", add_key, "sh", f"{conf}/ssh_host_ecdsa_key", f"{conf}/sshd_config"])
-        shell.close()  # sshd (PID 1 of the host) re-reads its configuration on SIGHUP
-        yield _material(host, base, ecdsa=_wait_for_key(host, "ecdsa"))
+        assert shell.run(["test", "-e", key], check=False).rc == 1
+        shell.run(["ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f", key])
+        shell.run(["sh", "-c", 'echo "HostKey $1" >> "$2"', "sh", key, sandbox.SSHD_DROPIN])
+        shell.run(["systemctl", "reload", "ssh"])  # sshd -t, then SIGHUP to the service's main PID
     finally:
-        sandbox.down(state)
+        shell.close()
+    return _material(host, base, ecdsa=_wait_for_key(host, "ecdsa"))
 
 
 @pytest.mark.parametrize("mode", ["yes", "accept-new"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -55,9 +56,10 @@ def test_ping_reports_every_host_when_one_host_key_is_refused(sandbox_env, tmp_p
     refused = lines[first.name]
     assert refused.startswith("FAIL") and f"does not match {known} (line 3)" in refused
     assert f" [{first.name}] the ssh-ed25519 host key of " in refused  # printed, not read as markup
-    assert f"`ssh-keygen -R '{first_name}' -f {known}`" in refused
+    assert f"`ssh-keygen -R {shlex.quote(first_name)} -f {known}`" in refused
     target = f"{first.user}@{first.address}"
-    paste = f"ssh -p {first.port} -i {first.key_file} -o UserKnownHostsFile={known} {target}"
+    assert first.port == 22  # ssh's default port is left out of the command
+    paste = f"ssh -i {first.key_file} -o UserKnownHostsFile={known} {target}"
     assert refused.endswith(paste)
     assert f"unreachable: {first.name}" in result.stderr
     assert f"{known}:1: skipped: the key is not valid base64" in result.stderr

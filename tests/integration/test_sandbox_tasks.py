@@ -1,4 +1,4 @@
-"""`invoke sandbox.up | status | down` and `invoke demo`, run as a user would, on a private port."""
+"""`invoke sandbox.up | status | down` and `invoke demo`, run as a user would, on private addresses."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from fluxops import inventory as inv
-from tests.conftest import REPO, free_port, require_sandbox, write_sandbox_inventory
+from fluxops import sandbox
+from fluxops.sandbox import network
+from tests.conftest import REPO, private_inventory, require_sandbox
 
 pytestmark = pytest.mark.ssh
 
@@ -29,10 +31,8 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
 @pytest.fixture
 def private_sandbox(tmp_path: Path) -> dict[str, str]:
     require_sandbox()
-    shipped = inv.load(REPO / "inventory" / "sandbox.yaml")
     state = tmp_path / "state"
-    port = free_port([h.address for h in shipped.hosts])
-    path = write_sandbox_inventory(tmp_path / "sandbox.yaml", state, port)
+    path = private_inventory(tmp_path, state)
     env = {"INVOKE_FLUXOPS_SANDBOX_INVENTORY": str(path), "INVOKE_FLUXOPS_SANDBOX_DIR": str(state)}
     yield env
     run(["sandbox.down"], env)
@@ -44,6 +44,18 @@ def test_up_status_down(private_sandbox: dict[str, str]) -> None:
     assert "up n5" in up.stdout and "up phx1" in up.stdout
     status = run(["sandbox.status"], private_sandbox)
     assert status.returncode == 0 and status.stdout.count("up ") == 2, status.stdout
+    n5 = next(
+        h for h in sandbox.read_state(Path(private_sandbox["INVOKE_FLUXOPS_SANDBOX_DIR"])) if h.name == "n5"
+    )
+    network.set_link(n5.veth, up=False)
+    try:
+        status = run(["sandbox.status"], private_sandbox)
+    finally:
+        network.set_link(n5.veth, up=True)
+    assert status.returncode == 1, status.stdout
+    lines = {line.split()[2]: line for line in status.stdout.splitlines()}
+    assert lines["n5"].startswith("down") and f"veth {n5.veth}: down" in lines["n5"]
+    assert lines["phx1"].startswith("up")
     down = run(["sandbox.down"], private_sandbox)
     assert down.returncode == 0 and "stopped n5, phx1" in down.stdout
     after = run(["sandbox.status"], private_sandbox)
@@ -54,7 +66,9 @@ def test_demo_runs_end_to_end_and_cleans_up(private_sandbox: dict[str, str]) -> 
     result = run(["demo"], private_sandbox)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAIL" not in result.stdout
-    assert result.stdout.count("ok ") >= 8
+    assert result.stdout.count("ok ") == 2 * 7, result.stdout
+    for check in ("pid 1 is systemd", "own address", "unit start/stop"):
+        assert result.stdout.count(check) == 2, check
     assert "sandbox hosts down" in result.stdout
     assert not Path(private_sandbox["INVOKE_FLUXOPS_SANDBOX_DIR"]).exists()
 
@@ -80,6 +94,7 @@ def test_ping_reaches_every_host_and_first_contact_needs_the_flag(
         {"INVOKE_FLUXOPS_INVENTORY": str(fresh)},
     )
     assert accepted.returncode == 0 and "Linux n5" in accepted.stdout
-    assert fresh_known.read_text().startswith("[127.0.0.2]:")
+    n5 = inv.load(Path(inventory["INVOKE_FLUXOPS_INVENTORY"])).host("n5")
+    assert fresh_known.read_text().startswith(f"{n5.address} ssh-ed25519 ")
     again = run(["inventory.ping", "--cluster", "lab"], {"INVOKE_FLUXOPS_INVENTORY": str(fresh)})
     assert again.returncode == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shlex
 import threading
 import time
 from pathlib import Path
@@ -133,7 +134,7 @@ def test_changed_host_key_is_refused_before_any_command(
     with pytest.raises(HostKeyError, match="does not match") as caught:
         shell.run(["touch", marker])
     name = known_hosts.host_name(host.address, host.port)
-    assert f"`ssh-keygen -R '{name}' -f {host.known_hosts}`" in str(caught.value)
+    assert f"`ssh-keygen -R {shlex.quote(name)} -f {host.known_hosts}`" in str(caught.value)
     assert n5.run(["test", "-e", marker], check=False).rc == 1
     time.sleep(0.3)  # paramiko's transport thread logged once its socket was closed under it
     assert "Socket exception" not in caplog.text
@@ -148,7 +149,7 @@ def test_unknown_host_needs_explicit_accept_then_is_recorded(second_host: Host, 
     first = RemoteShell(host, accept_new_host_key=True)
     assert first.run(["hostname"]).stdout.strip() == host.name
     first.close()
-    assert known.read_text().startswith(f"[{host.address}]:{host.port} ssh-ed25519 ")
+    assert known.read_text().startswith(f"{known_hosts.host_name(host.address, host.port)} ssh-ed25519 ")
     strict = RemoteShell(host)
     assert strict.run(["hostname"]).stdout.strip() == host.name
     strict.close()
@@ -232,7 +233,7 @@ def test_a_host_with_a_bad_known_hosts_entry_fails_alone(
         replies = ping([bad, second_host], conns, timeout=10)
     assert [(r.host, r.ok) for r in replies] == [(bad.name, False), (second_host.name, True)]
     assert f"is not in {broken}" in replies[0].detail
-    assert f"ssh -p {bad.port} " in replies[0].detail
+    assert bad.port == 22 and f"ssh -i {bad.key_file} " in replies[0].detail  # port 22 goes unsaid
     assert replies[1].detail.startswith("Linux")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from fluxops import inventory as inv
 from fluxops.errors import InventoryError
 from fluxops.masking import Secret
+from fluxops.settings import DEFAULT_SANDBOX_SUBNET
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,14 +33,18 @@ def test_shipped_hosts_file_loads() -> None:
     assert not n5.is_loopback and not phx.is_loopback
 
 
-def test_sandbox_file_mirrors_hosts_file_on_loopback() -> None:
+def test_sandbox_file_mirrors_hosts_file_on_the_sandbox_subnet() -> None:
     real = inv.load(REPO / "inventory" / "hosts.yaml")
     sandbox = inv.load(REPO / "inventory" / "sandbox.yaml", root=REPO)
     assert {(h.cluster, h.name, h.role) for h in sandbox.hosts} == {
         (h.cluster, h.name, h.role) for h in real.hosts
     }
-    assert all(h.is_loopback for h in sandbox.hosts)
-    assert len({h.address for h in sandbox.hosts}) == len(sandbox.hosts)
+    assert {h.name: (h.address, h.port) for h in sandbox.hosts} == {
+        "n5": ("10.250.0.2", 22),
+        "phx1": ("10.250.0.6", 22),
+    }
+    assert all(ipaddress.ip_address(h.address) in DEFAULT_SANDBOX_SUBNET for h in sandbox.hosts)
+    assert not any(h.is_loopback for h in sandbox.hosts)
     # relative paths are taken from the root (the folder Ansible runs in), known_hosts from ssh's options
     n5 = sandbox.host("n5")
     assert n5.key_file == REPO / ".sandbox" / "id_ed25519"

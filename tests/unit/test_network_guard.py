@@ -1,9 +1,11 @@
-"""The test set-up's network guard: nothing but loopback (and Unix sockets) is reachable from a test."""
+"""The test set-up's network guard: nothing but loopback, the sandbox subnet (and Unix sockets) is
+reachable from a test."""
 
 from __future__ import annotations
 
 import _socket
 import errno
+import ipaddress
 import os
 import re
 import socket
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REFUSED, REPO, NetworkGuardError, guard_address
+from tests.conftest import REFUSED, REPO, SANDBOX_SUBNET, NetworkGuardError, configured_subnet, guard_address
 
 OUTSIDE = ("192.0.2.1", 9)  # TEST-NET-1: never routed; the guard must stop it before any packet
 
@@ -85,6 +87,13 @@ def test_loopback_and_unix_sockets_are_allowed(listener: tuple[str, int], tmp_pa
         (socket.AF_INET, ("localhost", 22), True),
         (socket.AF_INET6, ("::1", 22, 0, 0), True),
         (socket.AF_INET6, ("::ffff:127.0.0.3", 22, 0, 0), True),
+        (socket.AF_INET, ("10.250.0.2", 22), True),
+        (socket.AF_INET, ("10.250.0.255", 22), True),
+        (socket.AF_INET6, ("::ffff:10.250.0.6", 22, 0, 0), True),
+        (socket.AF_INET, ("10.250.1.2", 22), False),
+        (socket.AF_INET, ("10.249.255.254", 22), False),
+        (socket.AF_INET, ("10.0.0.1", 22), False),
+        (socket.AF_INET, ("10.250.0.2.example.invalid", 22), False),
         (socket.AF_INET, ("192.168.8.5", 22), False),
         (socket.AF_INET, ("85.31.234.30", 22), False),
         (socket.AF_INET6, ("2001:db8::1", 22, 0, 0), False),
@@ -99,6 +108,20 @@ def test_which_addresses_pass(family: int, address: tuple[object, ...], allowed:
             guard_address(family, address)
         assert [address[0]] == REFUSED
         REFUSED.clear()
+
+
+def test_the_guard_allows_exactly_the_configured_sandbox_subnet() -> None:
+    _require_guard()
+    assert SANDBOX_SUBNET == configured_subnet() == ipaddress.IPv4Network("10.250.0.0/24")
+    guard_address(socket.AF_INET, (str(SANDBOX_SUBNET.network_address), 22))
+    guard_address(socket.AF_INET, (str(SANDBOX_SUBNET.broadcast_address), 22))
+    for outside in (SANDBOX_SUBNET.network_address - 1, SANDBOX_SUBNET.broadcast_address + 1):
+        with pytest.raises(
+            NetworkGuardError, match=rf"{re.escape(str(outside))}.*sandbox subnet 10\.250\.0\.0/24"
+        ):
+            guard_address(socket.AF_INET, (str(outside), 22))
+    assert [str(SANDBOX_SUBNET.network_address - 1), str(SANDBOX_SUBNET.broadcast_address + 1)] == REFUSED
+    REFUSED.clear()
 
 
 def test_a_test_that_swallows_the_refusal_still_fails(tmp_path: Path) -> None:

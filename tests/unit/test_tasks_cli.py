@@ -49,7 +49,7 @@ def test_env_var_points_any_task_at_another_inventory() -> None:
     assert {h["address"] for h in default} == {"192.168.8.5", "85.31.234.30"}
     other = invoke("inventory.show", "--json", env={"INVOKE_FLUXOPS_INVENTORY": "inventory/sandbox.yaml"})
     assert other.returncode == 0, other.stderr
-    assert {h["address"] for h in json.loads(other.stdout)} == {"127.0.0.2", "127.0.0.3"}
+    assert {h["address"] for h in json.loads(other.stdout)} == {"10.250.0.2", "10.250.0.6"}
 
 
 def test_config_file_flag_overrides_project_defaults(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_config_file_flag_overrides_project_defaults(tmp_path: Path) -> None:
     settings.write_text("fluxops:\n  inventory: inventory/sandbox.yaml\n")
     result = invoke("-f", str(settings), "inventory.show", "--json", "--cluster", "phx")
     assert result.returncode == 0, result.stderr
-    assert [h["address"] for h in json.loads(result.stdout)] == ["127.0.0.3"]
+    assert [h["address"] for h in json.loads(result.stdout)] == ["10.250.0.6"]
 
 
 def test_user_mistakes_exit_1_with_a_clear_message(tmp_path: Path) -> None:
