@@ -11,8 +11,8 @@ only in its mount namespace, so it goes with it. nspawn creates the veth pair (`
 here, ``host0`` in the host); the kernel removes it with the host's network namespace.
 
 SIGTERM to nspawn powers the host off (systemd shuts down as on a real node). A host whose nspawn
-is gone is stopped through its init (SIGRTMIN+4, systemd's power-off request), and SIGKILL to that
-PID 1 ends every process of the host at once.
+is gone is stopped through its init (SIGRTMIN+4, systemd's power-off request). A host still up after
+``POWER_OFF_GRACE`` gets SIGKILL on its PID 1, which ends every process of the host at once.
 """
 
 from __future__ import annotations
@@ -36,21 +36,84 @@ from fluxops.shell import RemoteShell
 
 NSPAWN = "systemd-nspawn"
 START_TIMEOUT = 60.0  # seconds from launch until SSH works and systemd has booted
-STOP_TIMEOUT = 15.0
+POWER_OFF_GRACE = 5.0  # seconds a host has to power off before SIGKILL ends it
+KILL_WAIT = 5.0
 LOG_FILE = "boot.log"
 PROPAGATE_DIR = Path("/run/systemd/nspawn/propagate")  # nspawn's per-machine folder, gone when it exits
 POWER_OFF = signal.SIGRTMIN + 4  # systemd as PID 1: power off
 
-# $1 mount point, $2 upper, $3 work, $4 machine name, $5 machine id (UUID), $6 unit to boot
+CGROUP_PREFIX = "fluxops-sandbox-"
+CGROUP_WAIT = 10.0
+
+# $1 mount point, $2 upper, $3 work, $4 machine name, $5 machine id (UUID), $6 unit to boot, then the
+# host's own cgroup folders: nspawn --keep-unit runs the host in the cgroup it is started in.
 BOOT = r"""
 set -e
-mount -t overlay overlay -o "lowerdir=/,upperdir=$2,workdir=$3" "$1"
-exec systemd-nspawn --quiet --register=no --keep-unit --directory="$1" --machine="$4" --uuid="$5" \
-  --network-veth --boot -- systemd.unit="$6"
+root=$1 upper=$2 work=$3 machine=$4 uuid=$5 unit=$6
+shift 6
+for cgroup in "$@"; do
+  mkdir "$cgroup"
+  echo $$ > "$cgroup/cgroup.procs"
+done
+mount -t overlay overlay -o "lowerdir=/,upperdir=$upper,workdir=$work" "$root"
+exec systemd-nspawn --quiet --register=no --keep-unit --directory="$root" --machine="$machine" \
+  --uuid="$uuid" --network-veth --boot -- systemd.unit="$unit"
 """
 
 
-def launch(machine: str, directory: Path, machine_id: str) -> subprocess.Popen[bytes]:
+def cgroup_dirs(machine: str) -> list[str]:
+    """The host's own cgroup in each hierarchy systemd uses (cgroup2, and v1 ``name=systemd``).
+
+    Without one, every host's systemd would manage the same cgroups (the launcher's), and stopping a
+    unit on one host would stop it on all. Each folder goes below this process's own cgroup.
+    """
+    unified = named = None
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _, point, kind, options = line.split()[:4]
+        if kind == "cgroup2" and unified is None:
+            unified = point
+        elif kind == "cgroup" and "name=systemd" in options.split(",") and named is None:
+            named = point
+    dirs = []
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        hierarchy, controllers, path = line.split(":", 2)
+        mount = None
+        if (hierarchy, controllers) == ("0", ""):
+            mount = unified
+        elif controllers == "name=systemd":
+            mount = named
+        if mount is not None:
+            dirs.append(os.path.join(mount, path.lstrip("/"), CGROUP_PREFIX + machine))
+    return dirs
+
+
+def remove_cgroups(state: HostState, wait: float = CGROUP_WAIT) -> list[str]:
+    """Remove the host's recorded cgroup folders (and the ones nspawn made in them) once it is down.
+
+    A cgroup folder can go only when no process is left in it, an exited one not yet reaped included
+    (the machine's PID 1 reaps a host whose nspawn was killed): this waits up to ``wait`` seconds.
+    """
+    if running(state):
+        return []
+    removed = []
+    deadline = time.monotonic() + wait
+    for top in state.cgroups:
+        if not Path(top).name.startswith(CGROUP_PREFIX):
+            continue
+        while Path(top).is_dir():
+            try:
+                for folder, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count(os.sep)):
+                    os.rmdir(folder)
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            else:
+                removed.append(top)
+    return removed
+
+
+def launch(machine: str, directory: Path, machine_id: str, cgroups: list[str]) -> subprocess.Popen[bytes]:
     """Start the host's nspawn (its PID is the returned process's) with its console going to boot.log."""
     log = (directory / LOG_FILE).open("ab")
     try:
@@ -71,6 +134,7 @@ def launch(machine: str, directory: Path, machine_id: str) -> subprocess.Popen[b
                 machine,
                 machine_id,
                 TARGET,
+                *cgroups,
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -183,9 +247,13 @@ def remove_propagate_dir(state: HostState) -> bool:
 
 
 def stop(states: list[HostState], progress: Callable[[str], None]) -> None:
-    """Power every host off at once, by recorded PID; SIGKILL to PID 1 of any that does not stop."""
+    """Power every host off at once, by recorded PID; SIGKILL to PID 1 of any still up after the grace.
+
+    A host usually powers off in well under a second; one whose shutdown hangs (a unit that does not
+    stop) is ended after ``POWER_OFF_GRACE`` seconds as nspawn's second SIGTERM would end it.
+    """
     waiting: list[tuple[int, str]] = []
-    inits: dict[int, str] = {}
+    inits: dict[int, HostState] = {}
     for state in states:
         init_alive = state.init_pid > 0 and processes.alive(state.init_pid, state.init_start)
         if is_ours(state):
@@ -197,17 +265,18 @@ def stop(states: list[HostState], progress: Callable[[str], None]) -> None:
             processes.send(state.init_pid, POWER_OFF)
         if init_alive:
             waiting.append((state.init_pid, state.init_start))
-            inits[state.init_pid] = state.init_start
-    left = processes.wait_gone(waiting, STOP_TIMEOUT)
+            inits[state.init_pid] = state
+    left = processes.wait_gone(waiting, POWER_OFF_GRACE)
     if not left:
         return
     for pid, _ in left:
         if pid in inits:
-            processes.send(pid, signal.SIGKILL)  # PID 1 of the host: the kernel ends all its processes
-    left = processes.wait_gone(left, 2.0)
+            progress(f"{inits[pid].name} did not power off within {POWER_OFF_GRACE:g}s: SIGKILL to its PID 1")
+            processes.send(pid, signal.SIGKILL)  # the kernel ends every process of the host
+    left = processes.wait_gone(left, KILL_WAIT)
     for pid, start in left:
         if processes.alive(pid, start):
             processes.send(pid, signal.SIGKILL)
-    left = processes.wait_gone(left, STOP_TIMEOUT)
+    left = processes.wait_gone(left, KILL_WAIT)
     if left:
         raise SandboxError(f"sandbox processes {', '.join(str(p) for p, _ in left)} did not stop")

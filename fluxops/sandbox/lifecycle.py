@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import threading
@@ -162,8 +163,7 @@ def _boot(
             directory = state_dir / HOSTS_DIR / host.name
             link = links[host.name]
             progress(f"starting {host.name} at {host.address} (machine {machine})")
-            proc = container.launch(machine, directory, machine_ids[host.name])
-            procs[host.name] = proc
+            cgroups = container.cgroup_dirs(machine)
             record.hosts.append(
                 HostState(
                     name=host.name,
@@ -176,9 +176,16 @@ def _boot(
                     network=str(link.network),
                     directory=str(directory),
                     mount_point=str(directory / "root"),
-                    nspawn_pid=proc.pid,
-                    nspawn_start=processes.start_time(proc.pid) or "",
+                    nspawn_pid=0,
+                    nspawn_start="",
+                    cgroups=cgroups,
                 )
+            )
+            write_record(state_dir, record)  # the cgroups, before they are made
+            proc = container.launch(machine, directory, machine_ids[host.name], cgroups)
+            procs[host.name] = proc
+            record.hosts[index] = dataclasses.replace(
+                record.hosts[index], nspawn_pid=proc.pid, nspawn_start=processes.start_time(proc.pid) or ""
             )
             write_record(state_dir, record)
         lock = threading.Lock()
@@ -267,8 +274,20 @@ def down(state_dir: Path, *, progress: Progress = _quiet) -> Teardown:
             for net in record.fences
             if network.fence_exists(IPv4Network(net))
         ]
+        kept += [
+            f"kept cgroup {c} (named by that {STATE_FILE})"
+            for h in record.hosts
+            for c in h.cgroups
+            if Path(c).is_dir()
+        ]
         return Teardown(stopped=stopped, removed=[], kept=kept)
     removed, kept = _remove_everything(state_dir, record)
+    kept += [
+        f"kept cgroup {c}: a process of {h.name} is still in it (rmdir it once it is empty)"
+        for h in record.hosts
+        for c in h.cgroups
+        if Path(c).is_dir()
+    ]
     return Teardown(stopped=stopped, removed=removed, kept=kept)
 
 
@@ -290,6 +309,7 @@ def _remove_network(record: Record) -> list[str]:
             removed.append(f"interface {host.veth}")
         if container.remove_propagate_dir(host):
             removed.append(str(container.PROPAGATE_DIR / host.machine))
+        removed += [f"cgroup {c}" for c in container.remove_cgroups(host)]
     for net in list(record.fences):
         if network.remove_fence(IPv4Network(net)):
             removed.append(f"route unreachable {net} metric {network.FENCE_METRIC}")

@@ -40,6 +40,7 @@ class HostState:
     nspawn_start: str  # the kernel's start time of that PID, against PID reuse
     init_pid: int = 0  # the host's PID 1 (systemd) as seen from the machine; 0 until it runs
     init_start: str = ""
+    cgroups: list[str] = field(default_factory=list)  # the host's own cgroup folders, made by up
 
 
 @dataclass

@@ -81,6 +81,23 @@ def test_a_unit_starts_and_stops(host) -> None:
     assert host.run("systemctl is-active %s", unit).stdout.strip() == "inactive"
 
 
+def test_stopping_a_unit_on_one_host_leaves_the_same_unit_on_the_other_running(sandbox_env) -> None:
+    first, second = (
+        testinfra.get_host(f"ssh://{name}", ssh_config=str(sandbox_env.ssh_config)) for name in SHIPPED[:2]
+    )
+    unit = f"t{uuid.uuid4().hex[:8]}"
+    for host in (first, second):
+        host.run_expect([0], "systemd-run --unit=%s sleep 60", unit)
+    try:
+        first.run_expect([0], "systemctl stop %s", unit)
+        assert first.run("systemctl is-active %s", unit).stdout.strip() == "inactive"
+        assert second.check_output("systemctl is-active %s", unit) == "active", (
+            "each host has its own cgroups"
+        )
+    finally:
+        second.run_expect([0], "systemctl stop %s", unit)
+
+
 def test_journalctl_shows_a_units_output(host) -> None:
     unit = f"t{uuid.uuid4().hex[:8]}"
     token = uuid.uuid4().hex

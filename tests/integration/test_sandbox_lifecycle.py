@@ -73,6 +73,7 @@ def _links() -> list[str]:
 
 def _assert_gone(states: list[sandbox.HostState], namespaces: set[str], folder: Path) -> None:
     for host in states:
+        assert not any(Path(c).exists() for c in host.cgroups), host.cgroups
         assert not processes.alive(host.nspawn_pid, host.nspawn_start), host.name
         assert not processes.alive(host.init_pid, host.init_start), host.name
         assert not network.interface_exists(host.veth), host.veth
@@ -94,6 +95,9 @@ def test_up_then_down_leaves_nothing_and_a_second_up_works(tmp_path: Path) -> No
             assert network.is_veth(host.veth)
             assert network.fence_exists(IPv4Network(host.network))
             assert Path(host.mount_point).is_relative_to(env.state_dir)
+            assert host.cgroups and all(Path(c, "payload").is_dir() for c in host.cgroups)
+            init_scope = Path(host.cgroups[0], "payload", "init.scope", "cgroup.procs")
+            assert str(host.init_pid) in init_scope.read_text().split(), "each host has a cgroup of its own"
         assert len({h.machine for h in states}) == len({h.veth for h in states}) == 2
         namespaces = {_pid_namespace(h.init_pid) for h in states}
         assert len(namespaces) == 2 and _pid_namespace(os.getpid()) not in namespaces
@@ -300,13 +304,17 @@ def test_down_without_the_marker_stops_the_hosts_but_deletes_nothing(tmp_path: P
         assert sorted(result.stopped) == ["n5", "phx1"]
         assert not any(container.running(h) for h in states)
         assert result.removed == [] and "deleted nothing" in result.kept[0]
-        assert {
+        routes = {
             f"kept route unreachable {h.network} metric 4242 (named by that state.json)" for h in states
-        } == set(result.kept[1:])
+        }
+        cgroups = {f"kept cgroup {c} (named by that state.json)" for h in states for c in h.cgroups}
+        assert set(result.kept[1:]) == routes | cgroups and len(cgroups) >= 2
         assert set(_tree(env.state_dir)) == before
     finally:
         for host in states:
             network.remove_fence(IPv4Network(host.network))
+            container.remove_cgroups(host)
+            container.remove_propagate_dir(host)
         shutil.rmtree(env.state_dir)
 
 
