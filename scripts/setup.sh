@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up fluxops on a fresh Debian machine: system packages the sandbox hosts need, then a
+# Set up fluxops on a fresh Debian machine: system packages the sandbox hosts need (systemd-nspawn
+# containers booted from an overlay of /, so what they run must be installed here), then a
 # virtualenv in .venv with the project, its binaries (sops, kubectl/kustomize) and test tools.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
@@ -9,6 +10,9 @@ need_apt=()
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh >/dev/null || need_apt+=(openssh-client)
 command -v unshare >/dev/null || need_apt+=(util-linux)
+command -v systemd-nspawn >/dev/null || need_apt+=(systemd-container)
+command -v ip >/dev/null || need_apt+=(iproute2)
+[ -x /usr/bin/dbus-daemon ] || [ -x /usr/bin/dbus-broker ] || need_apt+=(dbus)
 command -v git >/dev/null || need_apt+=(git)
 command -v dot >/dev/null || need_apt+=(graphviz)
 if [ ${#need_apt[@]} -gt 0 ]; then
