@@ -7,7 +7,7 @@ from invoke import Collection
 
 def namespace() -> Collection:
     """The root collection that ``tasks.py`` exposes."""
-    from fluxops.tasks import demo, inventory, keys, layout, play, sandbox, secrets
+    from fluxops.tasks import demo, inventory, keys, layout, node, play, sandbox, secrets
 
     ns = Collection()
     ns.add_task(demo.demo)
@@ -17,4 +17,5 @@ def namespace() -> Collection:
     ns.add_collection(Collection.from_module(keys, name="keys"))
     ns.add_collection(Collection.from_module(secrets, name="secrets"))
     ns.add_collection(Collection.from_module(layout, name="layout"))
+    ns.add_collection(Collection.from_module(node, name="node"))
     return ns

@@ -1,0 +1,77 @@
+"""An artifact folder of stand-ins, laid out as the k3s and flux releases lay out their files.
+
+``build`` writes ``k3s`` (``k3s-arm64``, ... by architecture) with the release's ``sha256sum-<arch>.txt``,
+optionally a small ``k3s-airgap-images-<arch>.tar.zst``, and ``flux_<v>_linux_<arch>.tar.gz`` (holding
+``flux``) with ``flux_<v>_checksums.txt``: what an operator downloads for an air-gapped node. The
+stand-ins say the versions they are built for, so their sha256 differ from one version to another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import platform
+import re
+import secrets
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from fluxops.runner.modules._release import flux_arch, k3s_arch
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """The folder and the sha256 of what it holds, by file name."""
+
+    folder: Path
+    k3s_name: str
+    flux_tarball: str
+    sums: dict[str, str]
+    flux_sha256: str  # of the flux executable inside the tarball
+
+    @property
+    def k3s_sha256(self) -> str:
+        """The stand-in k3s binary's sha256."""
+        return self.sums[self.k3s_name]
+
+
+def standin(name: str, version: str) -> bytes:
+    """The stand-in script ``name`` (k3s or flux) built for ``version``."""
+    source = (HERE / f"{name}.py").read_text()
+    built, count = re.subn(r'(?m)^VERSION = "[^"]*"', f'VERSION = "{version}"', source, count=1)
+    assert count == 1, f"no VERSION line in {name}.py"
+    return built.encode()
+
+
+def build(
+    folder: Path, *, k3s_version: str, flux_version: str, images: bool = False, machine: str = ""
+) -> Artifacts:
+    """Write the artifact folder for the given versions (flux's without its ``v``) and architecture."""
+    machine = machine or platform.machine()
+    arch, suffix = k3s_arch(machine)
+    flux_version = flux_version.removeprefix("v")
+    folder.mkdir(parents=True, exist_ok=True)
+    k3s_name = f"k3s{suffix}"
+    files = {k3s_name: standin("k3s", k3s_version)}
+    if images:
+        files[f"k3s-airgap-images-{arch}.tar.zst"] = b"stand-in images " + secrets.token_bytes(64)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    (folder / k3s_name).chmod(0o755)
+    sums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    (folder / f"sha256sum-{arch}.txt").write_text("".join(f"{s}  {n}\n" for n, s in sums.items()))
+
+    flux = standin("flux", flux_version)
+    tarball = f"flux_{flux_version}_linux_{flux_arch(machine)}.tar.gz"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        info = tarfile.TarInfo("flux")
+        info.size, info.mode = len(flux), 0o755
+        archive.addfile(info, io.BytesIO(flux))
+    (folder / tarball).write_bytes(buffer.getvalue())
+    sums[tarball] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    (folder / f"flux_{flux_version}_checksums.txt").write_text(f"{sums[tarball]}  {tarball}\n")
+    return Artifacts(folder, k3s_name, tarball, sums, hashlib.sha256(flux).hexdigest())
