@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import threading
@@ -18,16 +19,20 @@ import yaml
 
 from fluxops.clusters import kustomization_file
 from fluxops.errors import CommandError
+from fluxops.layout.overlay import Overlay, shadow_tree
 from fluxops.layout.sources import load_all
 from fluxops.shell import local
 
 BUILD_TIMEOUT = 120.0
-CACHE_FORMAT = "1"
+CACHE_FORMAT = "2"
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # Flux's kustomize-controller builds with load restrictions off, so overlays may read files anywhere
 # in the source (fluxcd/pkg kustomize generator); the builds here do the same.
 BUILD_FLAGS = ("--load-restrictor=LoadRestrictionsNone",)
+_SEPARATOR = re.compile(r"^---\n", re.MULTILINE)
+
+Target = Path | Overlay  # a folder built as it is, or with the kustomization file Flux writes
 
 
 def kubectl() -> str:
@@ -95,13 +100,18 @@ def read_kustomization(folder: Path) -> Any:
 
 @dataclass
 class BuildResult:
-    """The output of one build: objects on success, kustomize's message on failure."""
+    """The output of one build: objects on success, kustomize's message on failure.
+
+    ``texts`` holds the YAML kustomize printed for each object (what Flux's post-build substitution
+    reads), in the order of ``objects``.
+    """
 
     folder: Path
     ok: bool
     objects: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
     cached: bool = False
+    texts: list[str] = field(default_factory=list)
 
 
 class Builder:
@@ -125,11 +135,16 @@ class Builder:
                 self._file_hashes[path] = known
         return known
 
-    def inputs(self, folder: Path) -> dict[str, str]:
-        """Every file a build of ``folder`` may read, mapped to its content hash (or a marker)."""
+    def inputs(self, target: Target) -> dict[str, str]:
+        """Every file a build of ``target`` may read, mapped to its content hash (or a marker)."""
         seen: dict[str, str] = {}
         visited: set[Path] = set()
-        self._collect(folder.resolve(), seen, visited)
+        if isinstance(target, Overlay):
+            self._collect_files(target.folder, seen)
+            visited.add(target.folder)
+            self._collect_refs(target.folder, target.data(), seen, visited)
+        else:
+            self._collect(target.resolve(), seen, visited)
         return seen
 
     def _collect(self, folder: Path, seen: dict[str, str], visited: set[Path]) -> None:
@@ -139,10 +154,16 @@ class Builder:
         if not folder.is_dir():
             seen[str(folder)] = "missing"
             return
+        self._collect_files(folder, seen)
+        self._collect_refs(folder, read_kustomization(folder), seen, visited)
+
+    def _collect_files(self, folder: Path, seen: dict[str, str]) -> None:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 seen[str(path)] = self._file_hash(path)
-        for ref, _ in local_refs(read_kustomization(folder)):
+
+    def _collect_refs(self, folder: Path, data: Any, seen: dict[str, str], visited: set[Path]) -> None:
+        for ref, _ in local_refs(data):
             if is_remote(ref):
                 seen[f"remote:{ref}"] = "remote"
                 continue
@@ -154,29 +175,36 @@ class Builder:
             else:
                 seen[str(target)] = "missing"
 
-    def key(self, folder: Path) -> str:
-        """The cache key of a build of ``folder``."""
+    def key(self, target: Target) -> str:
+        """The cache key of a build of ``target``."""
         # Paths relative to the built folder: an identical tree elsewhere (a copy) hits the same entries.
         digest = hashlib.sha256(CACHE_FORMAT.encode())
-        start = folder.resolve()
-        for name, value in sorted(self.inputs(folder).items()):
+        if isinstance(target, Overlay):
+            start = target.folder
+            digest.update(f"overlay\0{target.filename}\0{target.text}\n".encode())
+        else:
+            start = target.resolve()
+        for name, value in sorted(self.inputs(target).items()):
             if not name.startswith("remote:"):
                 name = os.path.relpath(name, start)
             digest.update(f"{name}\0{value}\n".encode())
         return digest.hexdigest()
 
-    def build(self, folder: Path) -> BuildResult:
-        """Build one folder (from the cache when its inputs are unchanged)."""
-        key = self.key(folder)
+    def build(self, target: Target) -> BuildResult:
+        """Build one folder or overlay (from the cache when its inputs are unchanged)."""
+        folder = target.folder if isinstance(target, Overlay) else target
+        key = self.key(target)
         cache_file = self.cache_dir / f"{key}.json" if self.cache_dir else None
         if cache_file is not None and cache_file.is_file():
             try:
                 data = json.loads(cache_file.read_text(encoding="utf-8"))
                 if data.get("version") == self._cached_version_tag():
-                    return BuildResult(folder, data["ok"], data["objects"], data["error"], cached=True)
+                    return BuildResult(
+                        folder, data["ok"], data["objects"], data["error"], cached=True, texts=data["texts"]
+                    )
             except (OSError, ValueError, KeyError):
                 pass
-        result = self._run(folder)
+        result = self._run(target)
         # Failures are not cached: kustomize's message names absolute paths of this checkout.
         if cache_file is not None and result.ok:
             self._store(cache_file, result)
@@ -185,23 +213,41 @@ class Builder:
     def _cached_version_tag(self) -> str:
         return hashlib.sha256(kubectl().encode() + _binary_stamp(kubectl()).encode()).hexdigest()[:16]
 
-    def _run(self, folder: Path) -> BuildResult:
-        remote = [ref for ref, _ in local_refs(read_kustomization(folder)) if is_remote(ref)]
+    def _run(self, target: Target) -> BuildResult:
+        if isinstance(target, Overlay):
+            folder, data = target.folder, target.data()
+        else:
+            folder, data = target, read_kustomization(target)
+        remote = [ref for ref, _ in local_refs(data) if is_remote(ref)]
         if remote:
             return BuildResult(folder, False, error=f"remote reference {remote[0]!r} (builds are offline)")
+        if not isinstance(target, Overlay):
+            return self._kustomize(folder, folder)
+        with shadow_tree(target) as (shadow_root, shadow_folder):
+            result = self._kustomize(folder, shadow_folder)
+            result.error = result.error.replace(str(shadow_root), str(target.root))
+        return result
+
+    def _kustomize(self, folder: Path, build_dir: Path) -> BuildResult:
+        """Run kustomize on ``build_dir``; the result is reported for ``folder``."""
         try:
             result = local().run(
-                [kubectl(), "kustomize", *BUILD_FLAGS, str(folder)], timeout=BUILD_TIMEOUT, check=False
+                [kubectl(), "kustomize", *BUILD_FLAGS, str(build_dir)], timeout=BUILD_TIMEOUT, check=False
             )
         except CommandError as exc:
             return BuildResult(folder, False, error=str(exc))
         if result.rc != 0:
             return BuildResult(folder, False, error=_clean_error(result.stderr or result.stdout))
+        objects, texts = [], []
         try:
-            objects = [d for d in yaml.load_all(result.stdout, Loader=_Loader) if isinstance(d, dict)]
+            for text in _SEPARATOR.split(result.stdout):
+                doc = yaml.load(text, Loader=_Loader) if text.strip() else None
+                if isinstance(doc, dict):
+                    objects.append(doc)
+                    texts.append(text)
         except yaml.YAMLError as exc:
             return BuildResult(folder, False, error=f"build output does not parse: {exc}")
-        return BuildResult(folder, True, objects=json.loads(json.dumps(objects, default=str)))
+        return BuildResult(folder, True, objects=json.loads(json.dumps(objects, default=str)), texts=texts)
 
     def _store(self, cache_file: Path, result: BuildResult) -> None:
         data = {
@@ -209,6 +255,7 @@ class Builder:
             "ok": result.ok,
             "objects": result.objects,
             "error": result.error,
+            "texts": result.texts,
         }
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -218,9 +265,12 @@ class Builder:
         except OSError:
             pass
 
-    def build_all(self, folders: Iterable[Path]) -> dict[Path, BuildResult]:
-        """Build many folders in parallel (bounded by cores); results keyed by folder."""
-        unique = sorted({f.resolve() for f in folders})
+    def build_all(self, targets: Iterable[Target]) -> dict[Target, BuildResult]:
+        """Build many folders or overlays in parallel (bounded by cores); results keyed by target."""
+        unique: list[Target] = sorted(
+            {t if isinstance(t, Overlay) else t.resolve() for t in targets},
+            key=lambda t: t.sort_key() if isinstance(t, Overlay) else str(t),
+        )
         if len(unique) <= 1 or self.jobs == 1:
             return {f: self.build(f) for f in unique}
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
