@@ -10,7 +10,7 @@ from fluxops.clusters import kustomization_file
 from fluxops.errors import LayoutError
 from fluxops.layout.findings import Findings
 from fluxops.layout.flux_build import FluxPlan, finish, plan
-from fluxops.layout.flux_spec import Problem, text_field
+from fluxops.layout.flux_spec import Problem, spec_of, text_field
 from fluxops.layout.kustomize import (
     Builder,
     BuildResult,
@@ -42,13 +42,20 @@ class Tree:
     only: str | None = None
     plans: dict[tuple[str, str], FluxPlan] = field(default_factory=dict)
     renames: set[tuple[str, str]] = field(default_factory=set)
+    flux_roots: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def rel(self, path: Path) -> str:
         """``path`` relative to the checkout."""
         return self.repo.rel(path)
 
     def root_objects(self, cluster: str) -> list[dict[str, Any]]:
-        """What a cluster's root folder builds to (bootstrap's objects and the phase Kustomizations)."""
+        """What a cluster's root folder builds to (bootstrap's objects and the phase Kustomizations).
+
+        When the bootstrap Kustomization that applies the root has fields of its own (postBuild,
+        patches, ...), these are its objects as Flux builds them.
+        """
+        if cluster in self.flux_roots:
+            return self.flux_roots[cluster]
         result = self.builds.get((self.repo.clusters_dir / cluster).resolve())
         return result.objects if result is not None and result.ok else []
 
@@ -102,9 +109,56 @@ def load(root: Path, cluster: str | None = None, *, jobs: int | None = None, cac
     roots = {c.folder.resolve() for c in tree.clusters.values() if kustomization_file(c.folder)}
     tree.builds.update(builder.build_all(roots))
     for c in tree.clusters.values():
+        _build_root(tree, c, builder)
         _find_phases(tree, c)
     _build_phases(tree, builder)
     return tree
+
+
+def _build_root(tree: Tree, cluster: Cluster, builder: Builder) -> None:
+    """The root as its bootstrap Kustomization (flux-system, ``spec.path`` the cluster folder) builds it.
+
+    Only when that Kustomization makes Flux's build differ from the plain one; its problems are
+    reported where it is defined.
+    """
+    folder = cluster.folder.resolve()
+    result = tree.builds.get(folder)
+    if result is None or not result.ok:
+        return
+    boot = next(
+        (
+            o
+            for o in result.objects
+            if is_flux_kustomization(o)
+            and meta(o)[0] == BOOTSTRAP_NAME
+            and tree.repo.source_path(text_field(o, "path") or "./") == folder
+        ),
+        None,
+    )
+    if boot is None:
+        return
+    flux_plan = plan(boot, tree.repo.root)
+    spec = spec_of(boot)
+    if flux_plan.target == folder and not any(k in spec for k in ("postBuild", "commonMetadata")):
+        return
+    if flux_plan.target is not None and flux_plan.target not in tree.builds:
+        tree.builds[flux_plan.target] = builder.build(flux_plan.target)
+    built = tree.builds.get(flux_plan.target) if flux_plan.target is not None else None
+    flux = finish(flux_plan, built, lambda kind, name, ns: _lookup(tree, cluster, kind, name, ns))
+    if flux.ok:
+        tree.flux_roots[cluster.name] = flux.objects
+        return
+    src = tree.source_of(boot, cluster.name)
+    problems = [*flux.problems, *(_missing_problem(cluster, m) for m in flux.missing)]
+    for problem in problems:
+        line = line_of(src.data, *problem.keys) if src is not None else None
+        tree.findings.error(
+            "flux-build",
+            f"Kustomization {BOOTSTRAP_NAME}: {problem.message}",
+            cluster=cluster.name,
+            file=src.file if src is not None else tree.rel(folder),
+            line=line or (src.line if src is not None else None),
+        )
 
 
 def _find_phases(tree: Tree, cluster: Cluster) -> None:
@@ -112,7 +166,7 @@ def _find_phases(tree: Tree, cluster: Cluster) -> None:
     folder = cluster.folder.resolve()
     result = tree.builds.get(folder)
     if result is not None and result.ok:
-        objects = [o for o in result.objects if is_flux_kustomization(o)]
+        objects = [o for o in tree.root_objects(cluster.name) if is_flux_kustomization(o)]
     else:
         if result is not None:
             tree.findings.error(

@@ -433,3 +433,45 @@ def test_tree_reports_a_failed_flux_build_at_the_kustomization(tmp_path: Path) -
     [finding] = tree.findings.errors
     assert (finding.code, finding.file, finding.phase) == ("build", "k8s/clusters/demo/apps.yaml", "apps")
     assert "Flux's build of k8s/apps fails" in finding.message
+
+
+BOOTSTRAP = """\
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: flux-system
+  namespace: flux-system
+spec:
+  interval: 10m
+  path: ./k8s/clusters/demo
+  prune: true
+  sourceRef:
+    kind: GitRepository
+    name: flux-system
+  postBuild:
+    substituteFrom:
+      - kind: ConfigMap
+        name: cluster-settings
+"""
+
+
+def test_the_bootstrap_kustomization_builds_the_root(tmp_path: Path) -> None:
+    # flux-system's own postBuild substitutes the phase Kustomizations it applies (here spec.path).
+    root = demo_repo(tmp_path, APPS_SPEC.replace("platform-settings", "cluster-settings"))
+    write(
+        root,
+        {
+            "k8s/clusters/demo/kustomization.yaml": ROOT_KUSTOMIZATION + "  - gotk-sync.yaml\n",
+            "k8s/clusters/demo/gotk-sync.yaml": BOOTSTRAP,
+            "k8s/clusters/demo/settings.yaml": SETTINGS_CM + "  APPS: apps\n",
+            "k8s/clusters/demo/apps.yaml": phase_ks("apps", "./k8s/${APPS}"),
+        },
+    )
+    tree = load(root, cache=False)
+    assert tree.findings.errors == []
+    apps = tree.clusters["demo"].phase("apps")
+    assert apps is not None and apps.path == "./k8s/apps" and apps.objects
+    (root / "k8s/clusters/demo/gotk-sync.yaml").write_text(BOOTSTRAP.replace("cluster-settings", "nowhere"))
+    [finding, *_] = load(root, cache=False).findings.errors
+    assert (finding.code, finding.file) == ("flux-build", "k8s/clusters/demo/gotk-sync.yaml")
+    assert "ConfigMap flux-system/nowhere" in finding.message
