@@ -24,8 +24,16 @@ from fluxops.layout.sources import load_all
 from fluxops.shell import local
 
 BUILD_TIMEOUT = 120.0
-CACHE_FORMAT = "2"
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+CACHE_FORMAT = "3"
+
+
+class OutputLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Reads kustomize's output; timestamps stay the text written (as in the tree's sources)."""
+
+
+OutputLoader.add_constructor(
+    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node)
+)
 
 # Flux's kustomize-controller builds with load restrictions off, so overlays may read files anywhere
 # in the source (fluxcd/pkg kustomize generator); the builds here do the same.
@@ -241,7 +249,7 @@ class Builder:
         objects, texts = [], []
         try:
             for text in _SEPARATOR.split(result.stdout):
-                doc = yaml.load(text, Loader=_Loader) if text.strip() else None
+                doc = yaml.load(text, Loader=OutputLoader) if text.strip() else None
                 if isinstance(doc, dict):
                     objects.append(doc)
                     texts.append(text)

@@ -28,11 +28,11 @@ from typing import Any
 import yaml
 
 from fluxops.layout.flux_spec import Problem, label_of, namespace_of, spec_of
+from fluxops.layout.kustomize import OutputLoader
 from fluxops.layout.substitute import UNKNOWN, VAR_NAME, SubstitutionError, invalid_names, substitute
 
 DISABLE_KEY = "kustomize.toolkit.fluxcd.io/substitute"
 DISABLED = "disabled"
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # Finds a ConfigMap or Secret by (kind, name, namespace); None when the cluster would not have it.
 Lookup = Callable[[str, str, str], dict[str, Any] | None]
@@ -159,7 +159,7 @@ def _substituted(
 ) -> dict[str, Any] | None:
     where = f"post build failed for '{label_of(obj)}'"
     try:
-        out = yaml.load(substitute(text, variables, strict=strict), Loader=_Loader)
+        out = yaml.load(substitute(text, variables, strict=strict), Loader=OutputLoader)
     except SubstitutionError as exc:
         result.problems.append(Problem(f"{where}: envsubst error: {exc}", ("spec", "postBuild")))
         return None
