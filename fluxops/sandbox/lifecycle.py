@@ -90,6 +90,28 @@ def up(
     hosts = list(inventory.hosts)
     links = guard.check_hosts(hosts, inventory.path, subnet)
     state_dir = state_dir.absolute()
+    _clear_previous(state_dir, links, progress)
+    ssh_config = client_files.ssh_config_path(state_dir)
+    refuse_foreign(state_dir, [ssh_config, *(state_dir / HOSTS_DIR / h.name for h in hosts)])
+    record = start_record(state_dir, uuid.uuid4().hex)
+    machine_ids = _write_files(hosts, links, state_dir, record, progress)
+    try:
+        with network.claim_lock():
+            network.refuse_conflicts({n: link.network for n, link in links.items()})
+            for host in hosts:
+                record.fences.append(str(links[host.name].network))
+                write_record(state_dir, record)
+                network.add_fence(links[host.name].network)
+        return _boot(hosts, links, machine_ids, state_dir, record, progress)
+    except BaseException:
+        container.stop(record.hosts, progress)
+        _remove_network(record)
+        write_record(state_dir, record)
+        raise
+
+
+def _clear_previous(state_dir: Path, links: dict[str, Link], progress: Progress) -> None:
+    """Refuse a running sandbox or taken addresses; remove what a stopped sandbox of this folder left."""
     previous = read_record(state_dir)
     if previous is not None:
         running = [h.name for h in previous.hosts if container.running(h)]
@@ -97,20 +119,24 @@ def up(
             raise SandboxError(
                 f"sandbox in {state_dir} already runs ({', '.join(running)}); run sandbox.down first"
             )
-    ours_before = set(previous.fences) if previous is not None and owned(state_dir, previous) else set()
-    network.refuse_conflicts({n: k.network for n, k in links.items() if str(k.network) not in ours_before})
-    if previous is not None:
-        if not owned(state_dir, previous):
-            raise SandboxError(
-                f"{state_path(state_dir)} was not written by sandbox.up in this folder (no matching "
-                f"{MARKER_FILE}); run sandbox.down to stop what it records, then remove it yourself"
-            )
-        progress(f"removing what the previous sandbox created in {state_dir}")
-        for line in _remove_everything(state_dir, previous)[1]:
-            progress(line)
-    ssh_config = client_files.ssh_config_path(state_dir)
-    refuse_foreign(state_dir, [ssh_config, *(state_dir / HOSTS_DIR / h.name for h in hosts)])
-    record = start_record(state_dir, uuid.uuid4().hex)
+    ours = set(previous.fences) if previous is not None and owned(state_dir, previous) else set()
+    network.refuse_conflicts({n: k.network for n, k in links.items() if str(k.network) not in ours})
+    if previous is None:
+        return
+    if not owned(state_dir, previous):
+        raise SandboxError(
+            f"{state_path(state_dir)} was not written by sandbox.up in this folder (no matching "
+            f"{MARKER_FILE}); run sandbox.down to stop what it records, then remove it yourself"
+        )
+    progress(f"removing what the previous sandbox created in {state_dir}")
+    for line in _remove_everything(state_dir, previous)[1]:
+        progress(line)
+
+
+def _write_files(
+    hosts: list[Host], links: dict[str, Link], state_dir: Path, record: Record, progress: Progress
+) -> dict[str, str]:
+    """Client key, each host's folder and files, known_hosts lines, ssh_config; each host's machine id."""
     client_pub = _client_keys(hosts, state_dir, record, progress)
     make_dirs(state_dir / HOSTS_DIR, state_dir, record)
     machine_ids: dict[str, str] = {}
@@ -128,21 +154,10 @@ def up(
             make_dirs(path.parent, state_dir, record)
             note(state_dir, record, path)
         client_files.write_known_hosts(path, entries)
+    ssh_config = client_files.ssh_config_path(state_dir)
     note(state_dir, record, ssh_config)
     client_files.write_ssh_config(state_dir, hosts)
-    try:
-        with network.claim_lock():
-            network.refuse_conflicts({n: link.network for n, link in links.items()})
-            for host in hosts:
-                record.fences.append(str(links[host.name].network))
-                write_record(state_dir, record)
-                network.add_fence(links[host.name].network)
-        return _boot(hosts, links, machine_ids, state_dir, record, progress)
-    except BaseException:
-        container.stop(record.hosts, progress)
-        _remove_network(record)
-        write_record(state_dir, record)
-        raise
+    return machine_ids
 
 
 def _boot(
@@ -158,36 +173,7 @@ def _boot(
     deadline = started + container.START_TIMEOUT
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        for index, host in enumerate(hosts):
-            machine = f"fx-{record.id[:6] if record.id else 'x'}-{index}"
-            directory = state_dir / HOSTS_DIR / host.name
-            link = links[host.name]
-            progress(f"starting {host.name} at {host.address} (machine {machine})")
-            cgroups = container.cgroup_dirs(machine)
-            record.hosts.append(
-                HostState(
-                    name=host.name,
-                    cluster=host.cluster,
-                    address=host.address,
-                    port=host.port,
-                    machine=machine,
-                    veth=network.veth_name(machine),
-                    machine_address=str(link.machine_address),
-                    network=str(link.network),
-                    directory=str(directory),
-                    mount_point=str(directory / "root"),
-                    nspawn_pid=0,
-                    nspawn_start="",
-                    cgroups=cgroups,
-                )
-            )
-            write_record(state_dir, record)  # the cgroups, before they are made
-            proc = container.launch(machine, directory, machine_ids[host.name], cgroups)
-            procs[host.name] = proc
-            record.hosts[index] = dataclasses.replace(
-                record.hosts[index], nspawn_pid=proc.pid, nspawn_start=processes.start_time(proc.pid) or ""
-            )
-            write_record(state_dir, record)
+        _launch_all(hosts, links, machine_ids, state_dir, record, procs, progress)
         lock = threading.Lock()
 
         def bring_up(index: int) -> str:
@@ -203,9 +189,9 @@ def _boot(
 
         with ThreadPoolExecutor(max_workers=len(hosts), thread_name_prefix="sandbox-boot") as pool:
             futures = [pool.submit(bring_up, i) for i in range(len(hosts))]
-            errors = [f.exception() for f in futures if f.exception() is not None]
+            errors = [error for f in futures if (error := f.exception()) is not None]
         if errors:
-            raise errors[0]  # type: ignore[misc]
+            raise errors[0]
         return list(record.hosts)
     except BaseException:
         nspawns = {s.nspawn_pid for s in record.hosts if container.is_ours(s)}
@@ -214,6 +200,48 @@ def _boot(
                 proc.terminate()
                 proc.wait()
         raise
+
+
+def _launch_all(
+    hosts: list[Host],
+    links: dict[str, Link],
+    machine_ids: dict[str, str],
+    state_dir: Path,
+    record: Record,
+    procs: dict[str, subprocess.Popen[bytes]],
+    progress: Progress,
+) -> None:
+    """Start every host's nspawn, each recorded (cgroups first, then its PID) as it goes."""
+    for index, host in enumerate(hosts):
+        machine = f"fx-{record.id[:6] if record.id else 'x'}-{index}"
+        directory = state_dir / HOSTS_DIR / host.name
+        link = links[host.name]
+        progress(f"starting {host.name} at {host.address} (machine {machine})")
+        cgroups = container.cgroup_dirs(machine)
+        record.hosts.append(
+            HostState(
+                name=host.name,
+                cluster=host.cluster,
+                address=host.address,
+                port=host.port,
+                machine=machine,
+                veth=network.veth_name(machine),
+                machine_address=str(link.machine_address),
+                network=str(link.network),
+                directory=str(directory),
+                mount_point=str(directory / "root"),
+                nspawn_pid=0,
+                nspawn_start="",
+                cgroups=cgroups,
+            )
+        )
+        write_record(state_dir, record)  # the cgroups, before they are made
+        proc = container.launch(machine, directory, machine_ids[host.name], cgroups)
+        procs[host.name] = proc
+        record.hosts[index] = dataclasses.replace(
+            record.hosts[index], nspawn_pid=proc.pid, nspawn_start=processes.start_time(proc.pid) or ""
+        )
+        write_record(state_dir, record)
 
 
 def _client_keys(hosts: list[Host], state_dir: Path, record: Record, progress: Progress) -> str:
