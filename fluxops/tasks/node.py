@@ -30,6 +30,7 @@ def _inventory_path(c: Context, inventory: str | None) -> Path:
         "inventory": "use this inventory file instead of the project's (fluxops.inventory in invoke.yaml)",
         "accept_new_host_key": "record the key of a host met for the first time (a changed key is refused)",
     },
+    auto_shortflags=False,  # --host would otherwise take -h, which must stay --help
 )
 @user_errors
 def up(
@@ -71,6 +72,7 @@ def up(
         "host": "the node to check",
         "inventory": "use this inventory file instead of the project's (fluxops.inventory in invoke.yaml)",
     },
+    auto_shortflags=False,
 )
 @user_errors
 def verify(c: Context, host: str, inventory: str | None = None) -> None:
