@@ -3,11 +3,10 @@ runs of playbooks/node.yaml, and snapshots of a sandbox host's overlay upper dir
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -91,24 +90,19 @@ def write_inventory(
     return dest
 
 
-@contextlib.contextmanager
-def kernel_limits() -> Iterator[None]:
-    """The machine's inotify limits at node.yaml's values while the block runs, restored after.
+def raise_kernel_limits() -> None:
+    """The machine's inotify limits raised to node.yaml's minimums where they are lower.
 
     They are kernel-wide: a container (a sandbox host) reads the machine's and cannot change them, so
-    on container nodes the operator sets them on the machine, as here; node.yaml finds them set.
+    on container nodes the operator raises them on the machine, as here; node.yaml finds them high
+    enough. They are not lowered again afterwards: every systemd container on the machine takes inotify
+    instances from the same per-user limit, and other sandbox hosts booted meanwhile may need them.
     """
     wanted = node.play_vars({}, REPO)
-    before = {}
     for name, var in KERNEL_LIMITS.items():
         path = Path("/proc/sys") / name.replace(".", "/")
-        before[path] = path.read_text()
-        path.write_text(f"{wanted[var]}\n")
-    try:
-        yield
-    finally:
-        for path, value in before.items():
-            path.write_text(value)
+        if int(path.read_text()) < int(wanted[var]):
+            path.write_text(f"{wanted[var]}\n")
 
 
 def reset(hosts: Iterable[inv.Host]) -> None:

@@ -83,11 +83,11 @@ def lab(sandbox_env, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         sandbox_env.state_dir,
         sandbox_env.ssh_config,
     )
-    with node_support.kernel_limits():
-        try:
-            yield found
-        finally:
-            node_support.reset(inventory.hosts)
+    node_support.raise_kernel_limits()
+    try:
+        yield found
+    finally:
+        node_support.reset(inventory.hosts)
 
 
 @pytest.fixture
