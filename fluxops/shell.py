@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fluxops.errors import CommandError, HostKeyError
 from fluxops.masking import Secret, mask, reveal
@@ -273,6 +273,10 @@ def _transport_factory(known_types: list[str]) -> Callable[..., paramiko.Transpo
     return make
 
 
+class _Payload(io.BytesIO):
+    """A remote command's stdin: sent in one piece, as bytes (binary content included)."""
+
+
 def _fast_remote_runner() -> type:
     """fabric's Remote runner with invoke's 10 ms polling cut to 0.5 ms, and a timer that ends with run()."""
     import paramiko
@@ -280,6 +284,19 @@ def _fast_remote_runner() -> type:
 
     class FastRemote(Remote):
         input_sleep = 0.0005
+
+        def handle_stdin(self, input_: Any, output: Any, echo: bool = False) -> None:
+            # invoke mirrors stdin one byte per poll and decodes it as text: a payload goes whole, as bytes
+            if isinstance(input_, _Payload):
+                try:
+                    data = input_.getvalue()
+                    if data:
+                        self.channel.sendall(data)
+                    self.close_proc_stdin()
+                except (OSError, EOFError, paramiko.SSHException):
+                    log.debug("the command stopped reading its stdin")  # its exit code says what happened
+                return
+            super().handle_stdin(input_, output, echo)
 
         def stop(self) -> None:
             super().stop()
@@ -489,7 +506,7 @@ class RemoteShell:
         if cwd is not None:
             command = f"cd {quote([cwd])} && {command}"
         data = _stdin_bytes(stdin)
-        in_stream: object = False if data is None else io.StringIO(data.decode())
+        in_stream: object = False if data is None else _Payload(data)
         # the client waits longer than the host's own limit; it gives up only on a host that went silent
         backstop = None if timeout is None else timeout + KILL_AFTER + LOCAL_GRACE
         conn = self.connection()

@@ -25,6 +25,24 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# The sandbox hosts share this machine's kernel: every systemd in them takes inotify instances from
+# the same per-user limit (Debian's default 128 runs out with a few hosts), and the kernel-wide
+# inotify limits k3s nodes get from playbooks/node.yaml can only be read, not set, inside a host.
+raise_limit() {  # raise_limit NAME VALUE: set a kernel setting to at least VALUE
+  local now
+  now=$(sysctl -n "$1" 2>/dev/null || echo 0)
+  if [ "$now" -lt "$2" ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "setup: $1 is $now; the sandbox hosts need $2 (as root: sysctl -w $1=$2)" >&2
+      return 0
+    fi
+    echo "setup: raising $1 from $now to $2 (the sandbox hosts share this machine's kernel)"
+    sysctl -q -w "$1=$2"
+  fi
+}
+raise_limit fs.inotify.max_user_instances 8192
+raise_limit fs.inotify.max_user_watches 524288
+
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"

@@ -248,3 +248,19 @@ def test_revoked_host_key_is_refused_with_its_own_message(first_host: Host, tmp_
         shell.run(["true"])
     assert f"is marked @revoked in {known} (line 2)" in str(caught.value)
     assert "ssh-keygen -R" not in str(caught.value)  # removing the line would not make the key good
+
+
+def test_stdin_arrives_whole_binary_and_in_one_piece(n5: RemoteShell) -> None:
+    """A large binary stdin reaches the host byte-exact (invoke's own mirroring sent text, a byte a poll)."""
+    import hashlib
+    import os
+
+    payload = os.urandom(4 << 20) + bytes(range(256))
+    result = n5.run(["sha256sum"], stdin=payload, timeout=60)
+    assert result.stdout.split()[0] == hashlib.sha256(payload).hexdigest()
+    assert result.duration < 20  # ~2 KB/s before: 4 MiB would have taken about half an hour
+
+
+def test_a_command_that_ignores_its_stdin_reports_its_own_exit(n5: RemoteShell) -> None:
+    result = n5.run(["sh", "-c", "echo early >&2; exit 3"], stdin=b"x" * (1 << 20), check=False, timeout=60)
+    assert result.rc == 3 and "early" in result.stderr
