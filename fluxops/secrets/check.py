@@ -4,8 +4,9 @@ It looks at every file git would commit (:func:`fluxops.secrets.walk.repository_
 and untracked ones .gitignore does not exclude, hidden folders included). Whether a file is encrypted
 is decided by its content (:mod:`fluxops.secrets.encrypted`), never by its name. Findings:
 
-- ``private-key``: a file holds an age private key (``AGE-SECRET-KEY-1...`` or the post-quantum
-  ``AGE-SECRET-KEY-PQ-1...``), any file type; the finding names the file and line, never the key.
+- ``private-key``: a file holds an age private key (an X25519 identity or a post-quantum one, the
+  identity line of ``age-keygen``; see :mod:`fluxops.secrets.private_keys`), any file type; the
+  finding names the file and line, never the key.
 - ``sops-unencrypted``: a file named ``*.sops.yaml``/``*.sops.yml`` (not the ``.sops.yaml`` config)
   holds no sops metadata; or an encrypted file holds a value in clear where its own rule
   (``encrypted_regex`` & co. in its metadata) says sops encrypts, i.e. added after encryption.
