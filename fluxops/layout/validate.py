@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from fluxops.layout import graph, secrets_check
 from fluxops.layout.findings import Findings
-from fluxops.layout.model import BOOTSTRAP_NAME, Cluster, Phase, group_of, meta
-from fluxops.layout.schemas import SchemaChecker, is_builtin_group
+from fluxops.layout.locate import label, where
+from fluxops.layout.model import BOOTSTRAP_NAME, Cluster, meta
+from fluxops.layout.schema_checks import check_schemas
+from fluxops.layout.schemas import SchemaChecker
 from fluxops.layout.sources import line_of
 from fluxops.layout.tree import Tree, load
 
@@ -47,51 +48,11 @@ def validate(
     return tree, findings
 
 
-def _where(
-    tree: Tree, cluster: Cluster, phase: Phase | None, obj: dict[str, Any], *path: Any
-) -> dict[str, Any]:
-    src = tree.source_of(obj, cluster.name)
-    where: dict[str, Any] = {"cluster": cluster.name, "phase": phase.name if phase else ""}
-    if src is not None:
-        where["file"] = src.file
-        where["line"] = line_of(src.data, *path) or src.line
-    elif phase is not None:
-        where["file"], where["line"] = phase.file, phase.line
-    return where
-
-
-def _label(obj: dict[str, Any]) -> str:
-    name, namespace = meta(obj)
-    return f"{obj.get('kind', '?')} {namespace + '/' if namespace else ''}{name or '?'}"
-
-
-def check_schemas(tree: Tree, cluster: Cluster, checker: SchemaChecker, findings: Findings) -> None:
-    """Every object a phase applies, and each phase's own Kustomization, against its schema."""
-    items: list[tuple[Phase | None, dict[str, Any]]] = [(p, p.obj) for p in cluster.phases]
-    items += [(p, o) for p in cluster.phases for o in p.objects]
-    for phase, obj in items:
-        problems = checker.check(obj)
-        group = group_of(str(obj.get("apiVersion", "")))
-        if problems is None:
-            if is_builtin_group(group):
-                findings.error(
-                    "api-version",
-                    f"{_label(obj)}: apiVersion {obj.get('apiVersion')} is not served for kind "
-                    f"{obj.get('kind')} by Kubernetes",
-                    **_where(tree, cluster, phase, obj, "apiVersion"),
-                )
-            continue
-        for problem in problems:
-            add = findings.error if problem.severity == "error" else findings.warning
-            code = "api-version" if problem.path[:1] == ("apiVersion",) else "schema"
-            add(code, f"{_label(obj)}: {problem.message}", **_where(tree, cluster, phase, obj, *problem.path))
-
-
 def check_crd_order(tree: Tree, cluster: Cluster, findings: Findings) -> None:
     """Custom resources only in phases that wait on the phase installing their CRD."""
     for phase, obj, severity, reason in graph.crd_ordering(cluster):
         add = findings.error if severity == "error" else findings.warning
-        add("crd-order", f"{_label(obj)}: {reason}", **_where(tree, cluster, phase, obj))
+        add("crd-order", f"{label(obj)}: {reason}", **where(tree, cluster, phase, obj))
 
 
 def check_chart_sources(tree: Tree, cluster: Cluster, findings: Findings) -> None:
@@ -120,9 +81,9 @@ def check_chart_sources(tree: Tree, cluster: Cluster, findings: Findings) -> Non
             if key not in known:
                 findings.error(
                     "chart-source",
-                    f"{_label(obj)}: its chart source {key[0]} {key[2]}/{key[1]} is defined in no phase of "
+                    f"{label(obj)}: its chart source {key[0]} {key[2]}/{key[1]} is defined in no phase of "
                     f"cluster {cluster.name}",
-                    **_where(tree, cluster, phase, obj, *path),
+                    **where(tree, cluster, phase, obj, *path),
                 )
 
 
@@ -161,6 +122,6 @@ def check_built_secrets(tree: Tree, cluster: Cluster, findings: Findings) -> Non
             if secrets_check.plaintext_secret(obj) and not (src and secrets_check.plaintext_secret(src.data)):
                 findings.error(
                     "plaintext-secret",
-                    f"{_label(obj)} is applied in plaintext; make it a SOPS-encrypted *.sops.yaml",
-                    **_where(tree, cluster, phase, obj),
+                    f"{label(obj)} is applied in plaintext; make it a SOPS-encrypted *.sops.yaml",
+                    **where(tree, cluster, phase, obj),
                 )
