@@ -314,6 +314,20 @@ def _fast_remote_runner() -> type:
     return FastRemote
 
 
+def preload(shells: Iterable[object]) -> None:
+    """Import the SSH stack now when any of ``shells`` is remote.
+
+    Host threads that each import fabric and paramiko on first use queue behind Python's import lock
+    one after another; importing once before they start lets their connections open in parallel.
+    """
+    if any(isinstance(s, RemoteShell) for s in shells):
+        import fabric.runners  # noqa: F401
+        import invoke.exceptions  # noqa: F401
+        import paramiko  # noqa: F401
+
+        from fluxops import known_hosts  # noqa: F401
+
+
 def _host_label(host: Host) -> str:
     return f"{host.name} ({host.user}@{host.address} port {host.port})"
 

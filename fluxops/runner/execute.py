@@ -28,7 +28,7 @@ from fluxops.runner.module import ArgumentError, Change, Context, Fact, Module, 
 from fluxops.runner.playbook import Play, Playbook, Task, secret_misuse
 from fluxops.runner.results import Report, Status, TaskResult
 from fluxops.runner.targets import Target
-from fluxops.shell import Result, quote
+from fluxops.shell import Result, preload, quote
 
 MAX_PARALLEL = 64
 BECOME = ("sudo", "-n", "--")
@@ -96,6 +96,7 @@ def run(
             targets, registered, groups, check=options.check, base_dir=playbook.base_dir
         )
         shared = _Shared(playbook, selection, options, reporter, report, groups, hostvars, cancelled)
+        preload(t.shell for t in live)
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(live))) as pool:
             futures = [pool.submit(_HostPlay(shared, states[t.name]).run) for t in live]
             try:
