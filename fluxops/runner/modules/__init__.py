@@ -27,10 +27,18 @@ def names() -> list[str]:
     return sorted(MODULES)
 
 
+_loaded = False
+
+
 def _load_all() -> None:
+    """Import every module file once (the folder is listed on the first look-up only)."""
+    global _loaded
+    if _loaded:
+        return
     import importlib
     import pkgutil
 
     for info in pkgutil.iter_modules(__path__):
         if not info.name.startswith("_"):
             importlib.import_module(f"{__name__}.{info.name}")
+    _loaded = True
