@@ -32,28 +32,55 @@ def validate(c: Context, cluster: str | None = None, json_: bool = False, no_cac
 @task(
     help={
         "cluster": "the cluster to show (default: every cluster)",
-        "dot": "also write the graph as Graphviz DOT to this file ('-' for stdout; with several clusters, "
-        "one file per cluster named FILE with -CLUSTER before the suffix)",
+        "dot": "also write the graph as Graphviz DOT to this file ('-' for stdout instead of the text; "
+        "with several clusters, one file per cluster named FILE with -CLUSTER before the suffix)",
+        "png": "also render the graph to this PNG file with Graphviz (one file per cluster, as --dot)",
+        "svg": "also render the graph to this SVG file with Graphviz (one file per cluster, as --dot)",
     }
 )
 @user_errors
-def tree(c: Context, cluster: str | None = None, dot: str | None = None) -> None:
-    """Show a cluster's phases, what each installs and what each waits for (text or Graphviz DOT)."""
-    from fluxops.layout import dot as render
+def tree(
+    c: Context,
+    cluster: str | None = None,
+    dot: str | None = None,
+    png: str | None = None,
+    svg: str | None = None,
+) -> None:
+    """Show a cluster's phases level by level in apply order: markers, what each installs and waits for."""
+    import os
+    import sys
+
+    from rich.console import Console
+
+    from fluxops.layout import dot as graph
+    from fluxops.layout import tree_text
     from fluxops.layout.tree import load
 
+    if "-" in (png, svg):
+        raise LayoutError("--png and --svg write files: give a file name ('-' for stdout is --dot's alone)")
     loaded = load(project_root(c), cluster)
-    for name, item in loaded.clusters.items():
-        if dot == "-":
-            print(render.dot(item), end="")
-            continue
-        print(render.text(item))
-        if dot:
-            target = Path(dot)
-            if len(loaded.clusters) > 1:
-                target = target.with_name(f"{target.stem}-{name}{target.suffix}")
-            target.write_text(render.dot(item), encoding="utf-8")
-            print(f"  wrote {target}")
+    source_out = dot == "-"
+    console = Console(highlight=False) if sys.stdout.isatty() and not os.environ.get("NO_COLOR") else None
+    files = [(fmt, Path(v)) for fmt, v in (("dot", dot), ("png", png), ("svg", svg)) if v and v != "-"]
+    many = len(loaded.clusters) > 1
+    for fmt, path in files:  # a bad target fails before anything is printed or written
+        for name in loaded.clusters:
+            graph.check_target(fmt, graph.per_cluster(path, name, many))
+    for n, (name, item) in enumerate(loaded.clusters.items()):
+        if source_out:
+            print(graph.dot(item), end="")
+        else:
+            print("\n" * bool(n), end="")
+            if console is not None:
+                console.print(tree_text.styled(item), soft_wrap=True)
+            else:
+                print(tree_text.text(item))
+        for fmt, path in files:
+            target = graph.per_cluster(path, name, many)
+            graph.write(item, fmt, target)
+            print(f"  wrote {target}", file=sys.stderr if source_out else sys.stdout)
+    if not source_out:
+        print(tree_text.LEGEND)
 
 
 @task(
