@@ -10,6 +10,7 @@ from fluxops.layout.locate import label, where
 from fluxops.layout.model import BOOTSTRAP_NAME, Cluster, meta
 from fluxops.layout.schema_checks import check_schemas
 from fluxops.layout.schemas import SchemaChecker
+from fluxops.layout.site_checks import check_site_values
 from fluxops.layout.sources import line_of
 from fluxops.layout.tree import Tree, load
 
@@ -43,6 +44,7 @@ def validate(
         secrets_check.check_decryption(c, findings)
         check_built_secrets(tree, c, findings)
     checker.save()
+    check_site_values(tree, findings)  # the inventory named by invoke.yaml, when there is one
     only = ("k8s/base/", f"k8s/clusters/{cluster}/") if cluster else ()
     secrets_check.check_files(tree.repo.root, tree.sources, findings, only, key_dir)
     return tree, findings
