@@ -84,22 +84,75 @@ def tree(
 
 
 @task(
+    auto_shortflags=False,  # long flags only: -c and -n mean --cluster and --namespace elsewhere
+    iterable=["address", "lb_ip", "node", "owner_id", "domain", "storage_pool"],
     help={
-        "name": "the new cluster's name (a DNS label: lowercase letters, digits, '-')",
+        "name": "the new cluster's name (required; a DNS label: lowercase letters, digits, '-')",
         "like": "the existing cluster to copy the overlays from (default: lab)",
-        "address": "the new cluster's MetalLB pool: an address, CIDR or range (default: the copied one)",
-    }
+        "address": "the new cluster's MetalLB pool: an address, CIDR or range (repeat or comma-separate "
+        "for several entries)",
+        "lb_ip": "a LoadBalancer IP: NEW when the template has one, OLD=NEW for each of several (repeatable)",
+        "node": "a node name for the template's node pins: NEW or OLD=NEW (repeatable)",
+        "owner_id": "the external-dns owner id (txtOwnerId): NEW or OLD=NEW",
+        "domain": "an external-dns domain filter: NEW or OLD=NEW (repeatable)",
+        "storage_pool": "a storage pool (StorageClass poolname/volgroup): NEW or OLD=NEW (repeatable)",
+        "check": "show what would be written, and each site value set, without writing anything",
+    },
 )
 @user_errors
-def new_cluster(c: Context, name: str, like: str = "lab", address: str | None = None) -> None:
-    """Scaffold k8s/clusters/NAME from another cluster: phase files, overlays, an empty apps."""
-    from fluxops.layout.scaffold import new_cluster as scaffold
+def new_cluster(
+    c: Context,
+    name: str | None = None,
+    like: str = "lab",
+    address: list[str] | None = None,
+    lb_ip: list[str] | None = None,
+    node: list[str] | None = None,
+    owner_id: list[str] | None = None,
+    domain: list[str] | None = None,
+    storage_pool: list[str] | None = None,
+    check: bool = False,
+) -> None:
+    """Scaffold k8s/clusters/NAME from another cluster with its own site values (docs/site-values.md).
 
-    result = scaffold(project_root(c), name, like=like, address=address)
+    Every site value of the template (pool, LoadBalancer IPs, node pins, external-dns owner id and
+    domains, storage pools) needs the new cluster's value: from the options, else asked on a
+    terminal (the template's value shown, never a default); without a terminal a missing one stops
+    the task with the list of options to give, and nothing is written.
+    """
+    import sys
+
+    from fluxops.layout.scaffold import new_cluster as scaffold
+    from fluxops.layout.site_answers import ask_terminal
+    from fluxops.tasks.common import required
+
+    name = required(name, "name")
+    values = {
+        "lb_ips": lb_ip or [],
+        "node_names": node or [],
+        "external_dns_owner": owner_id or [],
+        "domains": domain or [],
+        "storage_pools": storage_pool or [],
+    }
+    result = scaffold(
+        project_root(c),
+        name,
+        like=like,
+        address=address or None,
+        values=values,
+        ask=ask_terminal if sys.stdin.isatty() else None,
+        require_all=True,
+        check=check,
+    )
+    verb = "would write" if check else "wrote"
     for path in result.written:
-        print(f"  wrote {path}")
+        print(f"  {verb} {path}")
+    for change in result.changes:
+        print(f"  set {change}")
     for note in result.notes:
         print(f"  note: {note}")
+    if check:
+        print(f"cluster {name} not written (--check)")
+        return
     print(f"cluster {name} scaffolded from {like}; check it with: invoke layout.validate --cluster {name}")
 
 
