@@ -26,6 +26,7 @@ class Settings:
     sandbox_inventory: Path
     sandbox_dir: Path
     sandbox_subnet: IPv4Network = DEFAULT_SANDBOX_SUBNET
+    kubernetes_version: str | None = None  # overrides each cluster's (layout schemas)
     clusters: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -106,4 +107,5 @@ def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
         sandbox_dir=_path(root, sandbox.get("dir"), "sandbox.dir"),
         sandbox_subnet=_subnet(sandbox.get("subnet", DEFAULT_SANDBOX_SUBNET)),
         clusters=_clusters(section.get("clusters")),
+        kubernetes_version=str(v) if (v := section.get("kubernetes_version")) is not None else None,
     )

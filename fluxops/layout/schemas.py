@@ -1,55 +1,72 @@
-"""Object schemas: Flux kinds against cloudcoil's Flux models, core kinds against Kubernetes schemas.
+"""Object schemas as the cluster serves them: its Kubernetes release, Flux's kinds, and the tree's CRDs.
 
-Results are cached per object content, so a cached run imports neither library.
+An object is checked against the first of:
+
+1. the CRD of its kind among the cluster's objects or in a vendored chart's ``crds/`` folder;
+2. Flux's kinds (``flux_schemas``: the CRDs of the shipped Flux release);
+3. k3s's own kinds (served by every k3s server; accepted without a schema);
+4. Kubernetes' kinds served by the release the cluster runs (``kube_schemas``).
+
+Anything else has no known schema (``check`` returns None). Unknown fields are errors, as with
+kubeconform ``-strict``. Results are cached by object content and the identity of the schema used,
+so a cached run loads no schema.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import threading
-import types
-import typing
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fluxops.layout.model import FLUX_GROUP_SUFFIX, group_of
+from fluxops.layout import flux_schemas, kube_schemas
+from fluxops.layout.crd_schema import CrdKind, parse_crd
+from fluxops.layout.kube_versions import ClusterVersion, RepositoryVersions
+from fluxops.layout.schema_errors import Problem, problems_of
 
-KUBERNETES_VERSION = "1.33"
-CACHE_FORMAT = "1"
-FLUX_AREAS = {
-    "kustomize.toolkit.fluxcd.io": "kustomize",
-    "helm.toolkit.fluxcd.io": "helm",
-    "source.toolkit.fluxcd.io": "source",
-    "notification.toolkit.fluxcd.io": "notification",
-    "image.toolkit.fluxcd.io": "image",
-}
-FLUX_VERSIONS = {
-    "kustomize": ("v1", "v1beta2", "v1beta1"),
-    "helm": ("v2", "v2beta2", "v2beta1"),
-    "source": ("v1", "v1beta2", "v1beta1"),
-    "notification": ("v1", "v1beta3", "v1beta2", "v1beta1"),
-    "image": ("v1beta2", "v1beta1"),
-}
+__all__ = ["Catalog", "Problem", "SchemaChecker", "is_builtin_group", "needs_crd"]
+
+CACHE_FORMAT = "2"
+CRD_KIND = ("apiextensions.k8s.io", "CustomResourceDefinition")
+Versions = Callable[[str], ClusterVersion]
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One schema problem: a message and the key path it concerns."""
+@dataclass
+class Catalog:
+    """What one cluster serves: the Kubernetes release checked against and the kinds of its CRDs.
 
-    message: str
-    path: tuple[str | int, ...] = ()
-    severity: str = "error"
+    ``runs`` is what the cluster was found to run; ``note`` says why ``release`` differs from it.
+    """
+
+    release: str
+    runs: ClusterVersion = field(default_factory=ClusterVersion)
+    note: str = ""
+    crds: dict[tuple[str, str], CrdKind] = field(default_factory=dict)
+
+    def add_crd(self, obj: dict[str, Any], origin: str) -> None:
+        """Register the kind a CRD object defines (the first definition of a kind wins)."""
+        crd = parse_crd(obj, origin)
+        if crd is not None:
+            self.crds.setdefault((crd.group, crd.kind), crd)
 
 
 class SchemaChecker:
-    """Checks objects; ``check`` returns problems, or None for a kind no schema here knows."""
+    """Checks objects against the schemas of a cluster's catalog, caching results by content.
 
-    def __init__(self, cache_file: Path | None = None) -> None:
+    ``versions`` says which Kubernetes release a cluster runs; with ``root`` it is read from the
+    fluxops project there (``kube_versions.RepositoryVersions``); with neither, every cluster is
+    checked against the newest release here.
+    """
+
+    def __init__(
+        self, cache_file: Path | None = None, *, root: Path | None = None, versions: Versions | None = None
+    ) -> None:
         self.cache_file = cache_file
+        self.versions = versions or (RepositoryVersions(root) if root is not None else None)
         self._cache: dict[str, list[list[Any]] | None] = {}
         self._dirty = False
         self._lock = threading.Lock()
@@ -59,16 +76,36 @@ class SchemaChecker:
             except (OSError, ValueError):
                 self._cache = {}
 
-    def check(self, obj: dict[str, Any]) -> list[Problem] | None:
+    def catalog(self, cluster: str | None = None, crds: Iterable[tuple[dict[str, Any], str]] = ()) -> Catalog:
+        """The catalog of ``cluster``: its release and the given (CRD object, origin) pairs."""
+        runs = (
+            self.versions(cluster) if self.versions is not None and cluster is not None else ClusterVersion()
+        )
+        release, note = kube_schemas.choose(runs.release)
+        if runs.problem:
+            note = f"{runs.problem}; checked against Kubernetes {release}"
+        found = Catalog(release, runs, note or "")
+        for obj, origin in crds:
+            found.add_crd(obj, origin)
+        return found
+
+    def check(self, obj: dict[str, Any], catalog: Catalog | None = None) -> list[Problem] | None:
         """Schema problems of one object (None: no schema known for its kind)."""
+        api_version = str(obj.get("apiVersion", "") or "")
+        kind = str(obj.get("kind", "") or "")
+        if not api_version or not kind:
+            return [Problem("object has no apiVersion or kind")]
+        catalog = catalog or self.catalog()
+        body = {k: v for k, v in obj.items() if k != "sops"}
+        identity, run = _resolve(catalog, api_version, kind, body)
         key = hashlib.sha256(
-            (CACHE_FORMAT + json.dumps(obj, sort_keys=True, default=str)).encode()
+            json.dumps([CACHE_FORMAT, identity, body], sort_keys=True, default=str).encode()
         ).hexdigest()
         with self._lock:
             if key in self._cache:
                 cached = self._cache[key]
                 return None if cached is None else [Problem(m, tuple(p), s) for m, p, s in cached]
-        problems = _check(obj)
+        problems = run()
         with self._lock:
             self._cache[key] = (
                 None if problems is None else [[p.message, list(p.path), p.severity] for p in problems]
@@ -89,169 +126,133 @@ class SchemaChecker:
             pass
 
 
-def _check(obj: dict[str, Any]) -> list[Problem] | None:
-    api_version = str(obj.get("apiVersion", ""))
-    kind = str(obj.get("kind", ""))
-    if not api_version or not kind:
-        return [Problem("object has no apiVersion or kind")]
-    body = {k: v for k, v in obj.items() if k != "sops"}
-    group = group_of(api_version)
-    if group.endswith(FLUX_GROUP_SUFFIX):
-        return check_flux(body)
-    return check_core(body)
+Check = Callable[[], "list[Problem] | None"]
 
 
-def flux_model(group: str, version: str, kind: str) -> type | None:
-    """cloudcoil's model class for a Flux kind at a version, if that version exists."""
-    area = FLUX_AREAS.get(group)
-    if area is None:
-        return None
-    try:
-        module = importlib.import_module(f"cloudcoil.models.fluxcd.{area}.{version}")
-    except ImportError:
-        return None
-    model = getattr(module, kind, None)
-    return model if isinstance(model, type) else None
+def _resolve(catalog: Catalog, api_version: str, kind: str, body: dict[str, Any]) -> tuple[list[str], Check]:
+    """What the object's result depends on, and how to compute it."""
+    group, _, version = api_version.rpartition("/")
+    crd = catalog.crds.get((group, kind))
+    if crd is not None:
+        return ["crd", crd.fingerprint(version)], lambda: check_crd(crd, body, api_version)
+    if group in flux_schemas.groups():
+        identity = ["flux", flux_schemas.release()]
+        return identity, lambda: check_flux(body, group, kind, api_version)
+    if group in kube_schemas.K3S_GROUPS:
+        served = kind in kube_schemas.K3S_KINDS.get((group, version), ())
+        return ["k3s", str(served)], lambda: [] if served else None
+    identity = ["kubernetes", catalog.release, kube_schemas.data_version()]
+    return identity, lambda: check_core(body, catalog.release, group, version, kind)
 
 
-def preferred_version(group: str, kind: str) -> str | None:
-    """The newest served version of a Flux kind (importing as few model modules as possible)."""
-    area = FLUX_AREAS.get(group)
-    return next(
-        (v for v in FLUX_VERSIONS.get(area or "", ()) if flux_model(group, v, kind) is not None), None
-    )
-
-
-def check_flux(obj: dict[str, Any]) -> list[Problem]:
-    """A Flux object against its model: types, enums, patterns, required and unknown fields."""
-    import pydantic
-
-    api_version = str(obj["apiVersion"])
-    group, _, version = api_version.partition("/")
-    kind = str(obj["kind"])
-    preferred = preferred_version(group, kind)
-    if preferred is None:
-        return [Problem(f"{kind} is not a kind of {group}", ("kind",))]
-    model = flux_model(group, version, kind)
-    if model is None:
+def check_crd(crd: CrdKind, obj: dict[str, Any], api_version: str) -> list[Problem]:
+    """A custom resource against its CRD: a served version, deprecation, then the version's schema."""
+    version = api_version.rpartition("/")[2]
+    entry = crd.versions.get(version)
+    served = crd.served
+    if entry is None or not entry.served:
+        use = f"use {served[0]}" if served else "it serves no version"
         return [
             Problem(
-                f"apiVersion {api_version} is not served for {kind} (use {group}/{preferred})",
+                f"apiVersion {api_version} is not served for {crd.kind} ({use}; CRD from {crd.origin})",
                 ("apiVersion",),
             )
         ]
     problems: list[Problem] = []
-    if version != preferred:
+    if entry.deprecated:
+        advice = f"; use {served[0]}" if served and served[0] != api_version else ""
         problems.append(
-            Problem(
-                f"{api_version} is deprecated for {kind}; use {group}/{preferred}", ("apiVersion",), "warning"
-            )
+            Problem(f"{api_version} is deprecated for {crd.kind}{advice}", ("apiVersion",), "warning")
         )
-    try:
-        model.model_validate(obj)  # type: ignore[attr-defined]
-    except pydantic.ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
-            problems.append(Problem(f"{'.'.join(map(str, loc)) or kind}: {err['msg']}", loc))
-    for path in unknown_fields(model, obj, ()):
-        problems.append(Problem(f"{'.'.join(map(str, path))}: unknown field", path))
+    return problems + crd.validate(obj, version)
+
+
+def check_flux(obj: dict[str, Any], group: str, kind: str, api_version: str) -> list[Problem]:
+    """A Flux object against the CRD of the shipped Flux release."""
+    crd = flux_schemas.crd(group, kind)
+    if crd is None:
+        known = ", ".join(flux_schemas.kinds(group))
+        return [
+            Problem(f"{kind} is not a kind of {group} in Flux {flux_schemas.release()} ({known})", ("kind",))
+        ]
+    return check_crd(crd, obj, api_version)
+
+
+def check_core(
+    obj: dict[str, Any], release: str, group: str, version: str, kind: str
+) -> list[Problem] | None:
+    """A Kubernetes kind against the release's strict schema; None when no release serves it."""
+    api_version = f"{group}/{version}" if group else version
+    validator = kube_schemas.validator(release, group, version, kind)
+    if validator is None:
+        return _not_served(release, group, kind, api_version)
+    problems = problems_of(validator.iter_errors(obj))
+    stable = [
+        v for v in kube_schemas.versions_of(release, group, kind) if "alpha" not in v and "beta" not in v
+    ]
+    if "alpha" in version:
+        problems.insert(
+            0,
+            Problem(
+                f"{api_version} is an alpha API: served only where the API server enables it "
+                "(--runtime-config)",
+                ("apiVersion",),
+                "warning",
+            ),
+        )
+    elif "beta" in version and stable:
+        use = f"{group}/{stable[0]}" if group else stable[0]
+        problems.insert(
+            0, Problem(f"{api_version} is a beta API for {kind}; use {use}", ("apiVersion",), "warning")
+        )
     return problems
 
 
-def _models_in(annotation: Any) -> list[tuple[str, type]]:
-    """The pydantic models an annotation holds, as ("one"|"list"|"dict", model)."""
-    import pydantic
-
-    found: list[tuple[str, type]] = []
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
-        return [("one", annotation)]
-    if origin is typing.Annotated:
-        return _models_in(args[0])
-    if origin in (typing.Union, types.UnionType):
-        for arg in args:
-            found.extend(_models_in(arg))
-    elif origin in (list, typing.List) and args:  # noqa: UP006
-        found.extend(("list", m) for _, m in _models_in(args[0]))
-    elif origin in (dict, typing.Dict) and len(args) == 2:  # noqa: UP006
-        found.extend(("dict", m) for _, m in _models_in(args[1]))
-    return found
-
-
-def unknown_fields(model: type, data: Any, path: tuple[str | int, ...]) -> list[tuple[str | int, ...]]:
-    """Keys in ``data`` that ``model`` does not define (the models would silently drop them)."""
-    if not isinstance(data, dict):
-        return []
-    fields = model.model_fields  # type: ignore[attr-defined]
-    by_key = {}
-    for name, info in fields.items():
-        by_key[name] = info
-        if info.alias:
-            by_key[info.alias] = info
-    found: list[tuple[str | int, ...]] = []
-    for key, value in data.items():
-        info = by_key.get(key)
-        if info is None:
-            found.append((*path, key))
-            continue
-        if key == "status":
-            continue
-        for shape, sub in _models_in(info.annotation)[:1]:
-            if shape == "one":
-                found.extend(unknown_fields(sub, value, (*path, key)))
-            elif shape == "list" and isinstance(value, list):
-                for i, item in enumerate(value):
-                    found.extend(unknown_fields(sub, item, (*path, key, i)))
-            elif shape == "dict" and isinstance(value, dict):
-                for k, item in value.items():
-                    found.extend(unknown_fields(sub, item, (*path, key, k)))
-    return found
+def _not_served(release: str, group: str, kind: str, api_version: str) -> list[Problem] | None:
+    """Why Kubernetes ``release`` does not serve this kind at this version (None: no release has the kind)."""
+    version = api_version.rpartition("/")[2]
+    key = kube_schemas.release_key
+    serving = kube_schemas.serving(group, kind)
+    exact = [r for r in serving if version in kube_schemas.versions_of(r, group, kind)]
+    others = kube_schemas.versions_of(release, group, kind)
+    if exact:
+        when = (
+            f"from Kubernetes {exact[0]}" if key(exact[0]) > key(release) else f"up to Kubernetes {exact[-1]}"
+        )
+        why = f"served {when}"
+    elif serving and not others:
+        first, last = serving[0], serving[-1]
+        why = f"{kind} is served only {f'from {first}' if key(first) > key(release) else f'up to {last}'}"
+    elif not others:
+        if group not in kube_schemas.groups(release):
+            return None
+        where = f"group {group}" if group else "the core group"
+        return [Problem(f"{kind} is not a kind of {where} in Kubernetes {release}", ("kind",))]
+    else:
+        why = ""
+    if others:
+        use = ", ".join(f"{group}/{v}" if group else v for v in others)
+        why = f"{why}; use {use}" if why else f"use {use}"
+    message = f"apiVersion {api_version} is not served for {kind} by Kubernetes {release} ({why})"
+    return [Problem(message, ("apiVersion",))]
 
 
-def check_core(obj: dict[str, Any]) -> list[Problem] | None:
-    """A built-in kind against the Kubernetes schemas (strict: unknown fields are errors)."""
-    import kubernetes_validate
-
-    try:
-        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-    except kubernetes_validate.SchemaNotFoundError:
-        return None
-    except kubernetes_validate.ValidationError as exc:
-        path = tuple(p for p in exc.path if isinstance(p, str | int))
-        where = ".".join(map(str, path))
-        return [Problem(f"{where + ': ' if where else ''}{exc.message}", path)]
-    except kubernetes_validate.InvalidSchemaError as exc:
-        return [Problem(f"schema error: {exc}")]
-    return []
+def is_builtin_group(group: str, release: str | None = None) -> bool:
+    """True for a group the cluster serves without a CRD: Kubernetes' own (in ``release``, default the
+    newest here) and k3s's."""
+    release = release or kube_schemas.releases()[-1]
+    return group in kube_schemas.groups(release) or group in kube_schemas.K3S_GROUPS
 
 
-BUILTIN_GROUP_SUFFIXES = (".k8s.io",)
-BUILTIN_GROUPS = {
-    "",
-    "apps",
-    "batch",
-    "autoscaling",
-    "policy",
-    "extensions",
-    "apiextensions.k8s.io",
-    "rbac.authorization.k8s.io",
-    "networking.k8s.io",
-    "storage.k8s.io",
-    "admissionregistration.k8s.io",
-    "coordination.k8s.io",
-    "discovery.k8s.io",
-    "events.k8s.io",
-    "scheduling.k8s.io",
-    "node.k8s.io",
-    "certificates.k8s.io",
-    "flowcontrol.apiserver.k8s.io",
-    "apiregistration.k8s.io",
-    "helm.cattle.io",
-    "k3s.cattle.io",
-}
+def needs_crd(group: str, release: str | None = None) -> bool:
+    """True for a group whose kinds need a CRD from the tree: neither Kubernetes', k3s's nor Flux's."""
+    return not is_builtin_group(group, release) and group not in flux_schemas.groups()
 
 
-def is_builtin_group(group: str) -> bool:
-    """Groups a k3s cluster serves without any CRD from the tree (Kubernetes' own and k3s's)."""
-    return group in BUILTIN_GROUPS or group.endswith(BUILTIN_GROUP_SUFFIXES)
+def crd_objects(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The CustomResourceDefinitions among ``objects``."""
+    return [
+        o
+        for o in objects
+        if o.get("kind") == CRD_KIND[1] and str(o.get("apiVersion", "")).startswith(CRD_KIND[0] + "/")
+    ]

@@ -34,7 +34,7 @@ def validate(
     tree = load(root, cluster, jobs=jobs, cache=cache)
     findings = tree.findings
     cache_file = tree.repo.cache_dir.parent / SCHEMA_CACHE if cache else None
-    checker = SchemaChecker(cache_file)
+    checker = SchemaChecker(cache_file, root=tree.repo.root)
     for c in tree.clusters.values():
         check_schemas(tree, c, checker, findings)
         graph.check_graph(c, findings)
