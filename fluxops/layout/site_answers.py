@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fluxops.errors import LayoutError
 from fluxops.layout.site_values import FIELDS, SiteValue, address_range, check_value, in_ranges
@@ -88,7 +88,7 @@ def _ask(ask: Asker, question: Question) -> str:
                 return ",".join(pool_entries(answer))
             return check_value(question.field, answer)
         except LayoutError as exc:
-            question = Question(**{**question.__dict__, "problem": str(exc)})
+            question = replace(question, problem=str(exc))
     raise LayoutError(f"no valid answer for {question.option}: {question.problem}; nothing written")
 
 

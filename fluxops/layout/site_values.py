@@ -225,8 +225,11 @@ class _Locator:
     def __init__(self, tree: Tree, cluster: Cluster) -> None:
         self.tree, self.cluster = tree, cluster
         own = tree.rel(cluster.folder)
-        files = tree.sources.files()
-        self.files = [f for f in files if is_under(f, own)] + [f for f in files if is_under(f, "k8s/base")]
+        others = set(tree.repo.cluster_names()) - {cluster.name}
+        foreign = tuple(tree.rel(cluster.folder.parent / o) for o in others)
+        # The cluster's own files first, then shared ones (base); never another cluster's.
+        files = [f for f in tree.sources.files() if not any(is_under(f, x) for x in foreign)]
+        self.files = sorted(files, key=lambda f: not is_under(f, own))
         self.claimed: set[tuple[str, int]] = set()
         self._texts: dict[str, list[str]] = {}
 
@@ -254,7 +257,7 @@ class _Locator:
         """The first line not yet claimed that sets ``value`` under the path's last key.
 
         For values a kustomize patch sets: the phase's own folder is read first, then the
-        cluster's, then base.
+        cluster's, then the shared files (base).
         """
         last_key = next((str(k) for k in reversed(path) if isinstance(k, str)), "")
         item = bool(path) and isinstance(path[-1], int)
