@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import copy
+
 from invoke import Collection
 
 
 def namespace() -> Collection:
-    """The root collection that ``tasks.py`` exposes."""
+    """The root collection that ``tasks.py`` and the ``fluxops`` command expose.
+
+    Its configuration carries the built-in settings (``fluxops.defaults``), so a repository without an
+    ``invoke.yaml`` works; a repository's ``invoke.yaml`` overrides them key by key.
+    """
+    from fluxops.defaults import DEFAULTS
     from fluxops.tasks import demo, inventory, keys, layout, node, play, sandbox, secrets
 
     ns = Collection()
+    ns.configure({"fluxops": copy.deepcopy(DEFAULTS)})
     ns.add_task(demo.demo)
     ns.add_task(play.play)
     ns.add_collection(Collection.from_module(inventory, name="inventory"))

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
-from invoke import Context, Exit, task
+from invoke import Context, Exit
 
-from fluxops.secrets import keys as lib
-from fluxops.secrets import rules
-from fluxops.secrets.rotation import Rotation
-from fluxops.tasks.common import config, required, user_errors
+from fluxops.tasks.common import FAILED, config, from_cwd, print_json, required, task, user_errors
+
+# The class keys.rotate runs; None means fluxops.secrets.rotation.Rotation, imported by the task itself so
+# that listing the tasks does not load it. A harness may put a subclass here (tests/unit/rotation_crasher.py).
+Rotation: Any = None
 
 
 @task(
@@ -24,6 +26,8 @@ from fluxops.tasks.common import config, required, user_errors
 @user_errors
 def generate(c: Context, cluster: str | None = None, force: bool = False) -> None:
     """Make the cluster's age key (0600, outside git) and point its .sops.yaml rule at it."""
+    from fluxops.secrets import keys as lib
+
     cluster = required(cluster, "cluster")
     settings = config(c)
     _report_key(settings.root, cluster, lib.generate(settings.root, settings.key_dir, cluster, force=force))
@@ -32,30 +36,31 @@ def generate(c: Context, cluster: str | None = None, force: bool = False) -> Non
 @task(
     help={
         "cluster": "cluster the key belongs to",
-        "file": "an age key file (age-keygen format, one identity), e.g. from your backup",
+        "file": "an age key file (age-keygen format, one identity), e.g. from your backup; relative to "
+        "the current directory",
         "force": "replace a different key in the store (archived), or add this key beside a recipient "
         "that files are still encrypted to (kept in the rule)",
     },
     name="import",
     positional=["file"],
-    auto_shortflags=False,
 )
 @user_errors
 def import_(c: Context, file: str, cluster: str | None = None, force: bool = False) -> None:
     """Bring an existing age key into the key store (0600) as the cluster's key; never prints it."""
+    from fluxops.secrets import keys as lib
+
     cluster = required(cluster, "cluster")
     settings = config(c)
-    source = Path(file).expanduser()
-    if not source.is_absolute():
-        source = Path.cwd() / source
-    done = lib.import_key(settings.root, settings.key_dir, cluster, source, force=force)
+    done = lib.import_key(settings.root, settings.key_dir, cluster, from_cwd(file), force=force)
     _report_key(settings.root, cluster, done)
 
 
-def _report_key(root: Path, cluster: str, done: lib.Generated) -> None:
+def _report_key(root: Path, cluster: str, done: Any) -> None:
+    """What generate/import did (``fluxops.secrets.keys.Generated``), ending with the one-line outcome."""
+    from fluxops.secrets import rules
+
     if done.archived:
         print(f"old key archived to {done.archived}")
-    print(f"cluster {cluster}: public key {done.key.public}")
     print(f"private key: {done.key.path} (0600; back it up, never commit it)")
     rule = ", ".join(rules.cluster_recipients(root, cluster))
     print(".sops.yaml rule " + ("updated" if done.config_changed else "already up to date") + f": {rule}")
@@ -71,28 +76,56 @@ def _report_key(root: Path, cluster: str, done: lib.Generated) -> None:
                 f"`invoke secrets.scaffold --cluster {cluster}` writes placeholders for them "
                 "(it never touches a file you can read)"
             )
+    print(f"cluster {cluster}: public key {done.key.public}")
 
 
-@task(help={"cluster": "only this cluster (default: every cluster under k8s/clusters/)"})
+@task(
+    help={
+        "cluster": "only this cluster (default: every cluster under k8s/clusters/)",
+        "json": "print each cluster's key as JSON instead of text",
+    }
+)
 @user_errors
-def show(c: Context, cluster: str | None = None) -> None:
+def show(c: Context, cluster: str | None = None, json_: bool = False) -> None:
     """Print each cluster's public key and where its private key lives (never the key itself)."""
+    from fluxops.secrets import keys as lib
+
     settings = config(c)
     infos = lib.show(settings.root, settings.key_dir, cluster)
-    for info in infos:
-        print(f"{info.cluster}:")
-        print(f"  public key:   {info.public or '-'}")
-        print(f"  private key:  {info.key_file}{'' if info.public else ' (missing)'}")
-        print(f"  .sops.yaml:   {', '.join(info.rule_recipients) or 'no rule'}")
-        if info.override:
-            print(f"  override:     {info.override}")
-        if info.problem:
-            print(f"  problem:      {info.problem}")
-        elif not info.public and info.hint:
-            print(f"  next:         {info.hint}")
     problems = [i.cluster for i in infos if i.problem]
+    if json_:
+        print_json(
+            {
+                "ok": not problems,
+                "clusters": [
+                    {
+                        "cluster": i.cluster,
+                        "public": i.public,
+                        "key_file": str(i.key_file),
+                        "missing": not i.public,
+                        "rule_recipients": list(i.rule_recipients),
+                        "override": i.override,
+                        "problem": i.problem,
+                        "hint": i.hint,
+                    }
+                    for i in infos
+                ],
+            }
+        )
+    else:
+        for info in infos:
+            print(f"{info.cluster}:")
+            print(f"  public key:   {info.public or '-'}")
+            print(f"  private key:  {info.key_file}{'' if info.public else ' (missing)'}")
+            print(f"  .sops.yaml:   {', '.join(info.rule_recipients) or 'no rule'}")
+            if info.override:
+                print(f"  override:     {info.override}")
+            if info.problem:
+                print(f"  problem:      {info.problem}")
+            elif not info.public and info.hint:
+                print(f"  next:         {info.hint}")
     if problems:
-        raise Exit(f"error: key problem in cluster(s) {', '.join(problems)} (see above)", code=1)
+        raise Exit(f"error: key problem in cluster(s) {', '.join(problems)} (see above)", code=FAILED)
 
 
 @task(help={"cluster": "only this cluster's key (default: every cluster's)"})
@@ -102,6 +135,8 @@ def env(c: Context, cluster: str | None = None) -> None:
 
     Use it as: eval "$(invoke keys.env)"
     """
+    from fluxops.secrets import keys as lib
+
     settings = config(c)
     done = lib.shell_env(settings.root, settings.key_dir, cluster)
     for line in done.lines:
@@ -118,17 +153,27 @@ def env(c: Context, cluster: str | None = None) -> None:
         "offline": "skip the two steps that put keys into the cluster",
     },
     positional=[],
-    auto_shortflags=False,  # --check would otherwise take -h, which must stay --help
 )
 @user_errors
 def rotate(
     c: Context, cluster: str | None = None, check: bool = False, resume: bool = False, offline: bool = False
 ) -> None:
     """Rotate the cluster's age key: new key, re-encrypt every file, retire the old key (journaled)."""
+    from fluxops import progress
+    from fluxops.secrets import rotation as lib
+
     cluster = required(cluster, "cluster")
     settings = config(c)
-    rotation = Rotation(settings.root, settings.key_dir, cluster, offline=offline)
+    rotation = (Rotation or lib.Rotation)(settings.root, settings.key_dir, cluster, offline=offline)
     if check:
         print("\n".join(rotation.plan()))
         return
-    rotation.run(resume=resume)
+    observer = rotation.on_step
+    with progress.shown(f"rotating the key of {cluster}") as steps_done:
+
+        def on_step(number: int) -> None:
+            observer(number)
+            steps_done(number, len(lib.STEPS))
+
+        rotation.on_step = on_step
+        rotation.run(resume=resume)

@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from invoke import Context, Exit, task
+from invoke import Context, Exit
 
-from fluxops.runner import inventory_play, recap
-from fluxops.runner.execute import Silent
-from fluxops.tables import console
-from fluxops.tasks.common import config, user_errors
+from fluxops.tasks.common import FAILED, config, from_cwd, task, user_errors
 
-# invoke gives a task's first positional argument whatever follows the task name, even --help
-HELP_FLAGS = ("--help", "-h")
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from fluxops.runner.execute import Options
+    from fluxops.settings import Settings
+
+INVENTORY_HELP = (
+    "use this inventory file instead of the project's (fluxops.inventory in invoke.yaml); relative to the "
+    "current directory"
+)
+ACCEPT_HELP = "record the key of a host met for the first time (a changed key is refused)"
+JSON_HELP = "print the results and recap as one JSON document instead of progress lines"
+DIFF_HELP = "show a unified diff of every file a task changes (or would change with --check)"
 
 
 @task(
     help={
-        "playbook": "the playbook file to run (e.g. playbooks/node.yaml)",
+        "playbook": "the playbook file to run (e.g. playbooks/node.yaml), relative to the current directory",
         "limit": "only these hosts, groups, clusters or roles, comma-separated (e.g. n5 or lab,agent)",
         "tags": "only tasks with one of these tags, comma-separated (tasks tagged always run too)",
         "check": "change nothing: read each host's state and show what would change",
-        "diff": "show a unified diff of every file a task changes (or would change with --check)",
-        "json": "print the results and recap as one JSON document instead of progress lines",
-        "inventory": "use this inventory file instead of the project's (fluxops.inventory in invoke.yaml)",
-        "accept_new_host_key": "record the key of a host met for the first time (a changed key is refused)",
+        "diff": DIFF_HELP,
+        "json": JSON_HELP,
+        "inventory": INVENTORY_HELP,
+        "accept_new_host_key": ACCEPT_HELP,
     },
 )
 @user_errors
@@ -39,18 +47,42 @@ def play(
     inventory: str | None = None,
     accept_new_host_key: bool = False,
 ) -> None:
-    """Run a playbook on the inventory's hosts: live progress, diffs, a recap; exit 2 if a host failed."""
-    if playbook in HELP_FLAGS:
-        _print_help()
-        return
+    """Run a playbook on the inventory's hosts: live progress, diffs, a recap; exit 1 if a host failed."""
+    from fluxops.runner import inventory_play
+
     settings = config(c)
     options = inventory_play.options(
         check=check, diff=diff, limit=limit, tags=tags, timeout=settings.command_timeout
     )
-    progress = recap.TextReporter(console, check=check)
+    run_playbook(
+        settings,
+        from_cwd(playbook),
+        from_cwd(inventory) if inventory else settings.inventory,
+        options,
+        json_=json_,
+        accept_new_host_key=accept_new_host_key,
+    )
+
+
+def run_playbook(
+    settings: Settings,
+    playbook: Path,
+    inventory: Path,
+    options: Options,
+    *,
+    json_: bool,
+    accept_new_host_key: bool,
+) -> None:
+    """Run ``playbook`` on ``inventory`` with progress lines and a recap (or one JSON document); exit 1
+    naming the hosts that failed. Shared by ``play`` and ``node.up``."""
+    from fluxops.runner import inventory_play, recap
+    from fluxops.runner.execute import Silent
+    from fluxops.tables import console
+
+    progress = recap.TextReporter(console, check=options.check)
     report = inventory_play.play(
-        Path(playbook),
-        Path(inventory).resolve() if inventory else settings.inventory,
+        playbook,
+        inventory,
         options=options,
         reporter=Silent() if json_ else progress,
         clusters=settings.clusters,
@@ -63,13 +95,4 @@ def play(
     else:
         progress.recap(report)
     if report.failed_hosts:
-        raise Exit(f"failed: {', '.join(report.failed_hosts)}", code=2)
-
-
-def _print_help() -> None:
-    """invoke's own help text of this task (what ``invoke --help play`` prints)."""
-    from invoke import Program
-
-    from fluxops.tasks import namespace
-
-    Program(namespace=namespace(), binary="invoke").run(["invoke", "--help", "play"], exit=False)
+        raise Exit(f"error: failed: {', '.join(report.failed_hosts)}", code=FAILED)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from invoke import Context, Exit, task
+from invoke import Context, Exit
 
-from fluxops import inventory as inv
-from fluxops import sandbox
-from fluxops.tables import console
-from fluxops.tasks.common import config, user_errors
+from fluxops.tasks.common import FAILED, config, print_json, task, user_errors
 
 
-def _progress(message: str) -> None:
+def _say(message: str) -> None:
+    from fluxops.tables import console
+
     console.print(f"  {message}")
 
 
@@ -18,6 +17,10 @@ def _progress(message: str) -> None:
 @user_errors
 def up(c: Context) -> None:
     """Boot a container with systemd and its own address for every host of the sandbox inventory."""
+    from fluxops import inventory as inv
+    from fluxops import sandbox
+    from fluxops.tables import console
+
     settings = config(c)
     inventory = inv.load(settings.sandbox_inventory, clusters=settings.clusters, root=settings.root)
     hosts = sandbox.up(
@@ -25,7 +28,7 @@ def up(c: Context) -> None:
         settings.sandbox_dir,
         subnet=settings.sandbox_subnet,
         real_inventory=settings.inventory,
-        progress=_progress,
+        progress=_say,
     )
     for host in hosts:
         console.print(
@@ -35,31 +38,59 @@ def up(c: Context) -> None:
     console.print(f"ssh to a host: ssh -F {sandbox.ssh_config_path(settings.sandbox_dir)} {hosts[0].name}")
 
 
-@task
+@task(help={"json": "print each host's state as JSON instead of a line per host"})
 @user_errors
-def status(c: Context) -> None:
+def status(c: Context, json_: bool = False) -> None:
     """Show each sandbox host: running, its veth up, sshd answering. Exits 1 when any is down."""
+    from fluxops import sandbox
+    from fluxops.tables import console
+
     settings = config(c)
     hosts = sandbox.status(settings.sandbox_dir)
+    ok = bool(hosts) and all(h.running and h.listening for h in hosts)
+    if json_:
+        print_json(
+            {
+                "ok": ok,
+                "hosts": [
+                    {
+                        "host": h.name,
+                        "cluster": h.cluster,
+                        "address": h.address,
+                        "port": h.port,
+                        "machine": h.machine,
+                        "veth": h.veth,
+                        "link": h.link,
+                        "running": h.running,
+                        "listening": h.listening,
+                    }
+                    for h in hosts
+                ],
+            }
+        )
     if not hosts:
-        raise Exit("no sandbox is running (invoke sandbox.up starts one)", code=1)
-    for h in hosts:
-        ok = h.running and h.listening
-        state = "[green]up  [/]" if ok else "[red]down[/]"
-        detail = "" if ok else f"  (running: {'yes' if h.running else 'no'}, veth {h.veth}: {h.link})"
-        console.print(f"{state} {h.cluster:<5} {h.name:<6} {h.address}:{h.port}{detail}")
-    if not all(h.running and h.listening for h in hosts):
-        raise Exit(code=1)
+        raise Exit("error: no sandbox is running (invoke sandbox.up starts one)", code=FAILED)
+    if not json_:
+        for h in hosts:
+            up_ = h.running and h.listening
+            state = "[green]up  [/]" if up_ else "[red]down[/]"
+            detail = "" if up_ else f"  (running: {'yes' if h.running else 'no'}, veth {h.veth}: {h.link})"
+            console.print(f"{state} {h.cluster:<5} {h.name:<6} {h.address}:{h.port}{detail}")
+    if not ok:
+        raise Exit("error: some sandbox hosts are down (see above)", code=FAILED)
 
 
 @task
 @user_errors
 def down(c: Context) -> None:
     """Stop the sandbox hosts that sandbox.up started and remove only what it created."""
+    from fluxops import sandbox
+    from fluxops.tables import console
+
     settings = config(c)
-    result = sandbox.down(settings.sandbox_dir, progress=_progress)
-    console.print(f"stopped {', '.join(result.stopped)}" if result.stopped else "no sandbox was running")
-    if result.removed:
-        console.print(f"removed {len(result.removed)} files, folders and routes that sandbox.up created")
+    result = sandbox.down(settings.sandbox_dir, progress=_say)
     for line in result.kept:
         console.print(f"[yellow]{line}[/]")
+    if result.removed:
+        console.print(f"removed {len(result.removed)} files, folders and routes that sandbox.up created")
+    console.print(f"stopped {', '.join(result.stopped)}" if result.stopped else "no sandbox was running")

@@ -1,0 +1,5 @@
+"""``python -m fluxops``: the ``fluxops`` command."""
+
+from fluxops.cli import main
+
+main()
