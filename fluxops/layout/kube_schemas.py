@@ -9,9 +9,11 @@ is never guessed from its name. Everything is loaded on first use and kept for t
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import re
-from importlib import metadata, resources
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 DATA_PACKAGE = "kubernetes_validate"
@@ -39,10 +41,20 @@ def release_key(release: str) -> tuple[int, int]:
 
 
 @functools.cache
+def data_dir() -> Path:
+    """kubernetes-validate's schema folder, found without importing the package (it imports jsonschema)."""
+    spec = importlib.util.find_spec(DATA_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        raise RuntimeError("kubernetes-validate is not installed; install fluxops with its dependencies")
+    return Path(locations[0]) / DATA_DIR
+
+
+@functools.cache
 def releases() -> tuple[str, ...]:
     """The Kubernetes releases with schemas here (``"1.25"`` ... ), oldest first."""
     found = set()
-    for entry in resources.files(DATA_PACKAGE).joinpath(DATA_DIR).iterdir():
+    for entry in data_dir().iterdir():
         name = entry.name
         if name.startswith("v") and name.endswith("-local-strict"):
             parts = name[1:].split("-")[0].split(".")
@@ -89,8 +101,8 @@ def choose(wanted: str | None) -> tuple[str, str | None]:
     return older[-1], f"no schemas for Kubernetes {wanted} here ({source}); checked against {older[-1]}"
 
 
-def _definitions_file(release: str) -> Any:
-    return resources.files(DATA_PACKAGE).joinpath(DATA_DIR, f"v{release}.0-local-strict", "_definitions.json")
+def _definitions_file(release: str) -> Path:
+    return data_dir() / f"v{release}.0-local-strict" / "_definitions.json"
 
 
 @functools.cache

@@ -1,23 +1,25 @@
 """Which Kubernetes release each cluster runs: the ``kubernetes_version`` setting, else the inventory.
 
 The inventory's ``k3s_version`` of a cluster's servers (``v1.33.4+k3s1`` -> ``1.33``; the oldest
-when servers differ, agents when there is no server) says what the API server serves. The setting
+when servers differ) says what the API server serves. The setting
 ``fluxops.kubernetes_version`` (invoke.yaml, ``INVOKE_FLUXOPS_KUBERNETES_VERSION``) overrides it
 for every cluster.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fluxops.errors import FluxopsError
+from fluxops.errors import ConfigError, FluxopsError
 from fluxops.inventory.model import Inventory
 
 VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+].*)?$")
 SETTING = "fluxops.kubernetes_version"
+ENV_KEYS = ("inventory", "kubernetes_version")
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,10 @@ def kubernetes_version(override: Any, inventory: Inventory | None, cluster: str)
 class RepositoryVersions:
     """Each cluster's release as the fluxops project at ``root`` configures it (read on first use).
 
-    Settings come from invoke's configuration files at ``root`` and ``INVOKE_*`` variables; a
-    checkout without them (any Flux repository) has no known versions.
+    The ``fluxops`` section of ``root/invoke.yaml`` names the inventory and may set
+    ``kubernetes_version``; ``INVOKE_FLUXOPS_INVENTORY`` and ``INVOKE_FLUXOPS_KUBERNETES_VERSION``
+    override them as invoke would. A repository without them (any Flux repository) has no known
+    versions.
     """
 
     def __init__(self, root: Path) -> None:
@@ -86,42 +90,47 @@ class RepositoryVersions:
     def __call__(self, cluster: str) -> ClusterVersion:
         """The release ``cluster`` runs, as far as the project says."""
         if not self._loaded:
-            self._load()
+            self._loaded = True
+            try:
+                self._load()
+            except FluxopsError as exc:
+                self._problem = f"cannot read the clusters' Kubernetes versions: {exc}"
         if self._problem:
             return ClusterVersion(problem=self._problem)
         return kubernetes_version(self._override, self._inventory, cluster)
 
     def _load(self) -> None:
-        self._loaded = True
-        section = _invoke_section(self.root)
+        section = project_section(self.root)
         self._override = section.get("kubernetes_version")
         path = section.get("inventory")
         if not isinstance(path, str) or not path:
             return
         file = Path(path).expanduser()
         file = file if file.is_absolute() else self.root / file
-        if not file.is_file():
-            return
-        from fluxops import inventory
+        if file.is_file():
+            from fluxops import inventory
 
-        clusters = section.get("clusters")
-        try:
+            clusters = section.get("clusters")
             self._inventory = inventory.load(
                 file, clusters=dict(clusters) if clusters else None, root=self.root
             )
-        except FluxopsError as exc:
-            self._problem = f"cannot read the clusters' Kubernetes versions: {exc}"
 
 
-def _invoke_section(root: Path) -> dict[str, Any]:
-    """The ``fluxops`` section of invoke's configuration for the project at ``root``."""
-    from invoke import Config
+def project_section(root: Path) -> dict[str, Any]:
+    """The ``fluxops`` settings this module reads: ``root/invoke.yaml``, then ``INVOKE_FLUXOPS_*``."""
+    import yaml
 
-    defaults = Config.global_defaults()
-    defaults["fluxops"] = {"kubernetes_version": None}  # so INVOKE_FLUXOPS_KUBERNETES_VERSION applies
-    config = Config(defaults=defaults, project_location=str(root))
-    config.load_base_conf_files()
-    config.load_project()
-    config.load_shell_env()
-    section = config.get("fluxops")
-    return dict(section) if section else {}
+    path = root / "invoke.yaml"
+    section: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        found = data.get("fluxops") if isinstance(data, dict) else None
+        section = dict(found) if isinstance(found, dict) else {}
+    for key in ENV_KEYS:
+        value = os.environ.get(f"INVOKE_FLUXOPS_{key.upper()}")
+        if value is not None:
+            section[key] = value
+    return section

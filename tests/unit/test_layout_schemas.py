@@ -314,3 +314,14 @@ def test_cached_results_follow_the_crd(repo: Path, tmp_path: Path) -> None:
     )
     hit = only(schema_findings(repo, cache), "schema", "volumeSnapshotClassName")
     assert "want boolean" in hit.message
+
+
+def test_environment_overrides_the_project(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    append(
+        repo,
+        "k8s/apps/deployment.yaml",
+        "apiVersion: resource.k8s.io/v1\nkind: DeviceClass\nmetadata:\n  name: gpu\nspec: {}\n",
+    )
+    project(repo, "v1.33.5+k3s1")
+    monkeypatch.setenv("INVOKE_FLUXOPS_KUBERNETES_VERSION", "1.34")
+    assert [f for f in schema_findings(repo) if f.code in CODES] == []
