@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from invoke import Context, Exit, task
+from invoke import Context, Exit
 
 from fluxops.errors import LayoutError
-from fluxops.tasks.common import project_root, user_errors
+from fluxops.tasks.common import number, print_json, project_root, task, user_errors
 
 
 @task(
@@ -160,21 +160,41 @@ def new_cluster(
     help={
         "apply": "move each duplicate to k8s/base with per-cluster patches, then re-check that every "
         "cluster builds to the same objects (changes are undone if not)",
-        "threshold": "how alike two definitions must be to count as duplicates, 0..1 (default 0.8)",
+        "threshold": "how alike two definitions must be to count as duplicates, more than 0 and at most 1 "
+        "(default 0.8)",
+        "json": "print the duplicates (and what --apply moved) as JSON instead of text",
     }
 )
 @user_errors
-def audit(c: Context, apply: bool = False, threshold: float = 0.8) -> None:
+def audit(c: Context, apply: bool = False, threshold: str = "0.8", json_: bool = False) -> None:
     """Find resources defined in more than one cluster overlay; propose (or --apply) moving them to base."""
     from fluxops.layout import audit as run
 
-    if not 0 < threshold <= 1:
-        raise LayoutError(f"--threshold must be between 0 and 1, got {threshold}")
+    alike = number(threshold, "threshold", 0, 1)
     root = project_root(c)
-    dups = run.find_duplicates(root, threshold=threshold)
+    dups = run.find_duplicates(root, threshold=alike)
+    moved = run.apply(root, dups) if apply and dups else []
+    if json_:
+        print_json(
+            {
+                "duplicates": [
+                    {
+                        "kind": d.kind,
+                        "name": d.name,
+                        "namespace": d.namespace,
+                        "similarity": round(d.similarity, 3),
+                        "clusters": [m.cluster for m in d.members],
+                        "files": [m.doc.file for m in d.members],
+                        "base_file": d.base_file,
+                    }
+                    for d in dups
+                ],
+                "applied": moved if apply else None,
+            }
+        )
+        return
     print(run.describe(dups))
-    if apply and dups:
-        moved = run.apply(root, dups)
-        for line in moved:
-            print(f"  {line}")
+    for line in moved:
+        print(f"  {line}")
+    if moved:
         print("applied: every cluster builds to the same objects as before")
