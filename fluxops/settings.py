@@ -14,6 +14,20 @@ DEFAULT_SANDBOX_SUBNET = IPv4Network("10.250.0.0/24")
 
 
 @dataclass(frozen=True)
+class LayoutSettings:
+    """How ``layout.*`` reads the Flux tree (``fluxops.layout``); paths are relative to the repository.
+
+    ``policy`` names a conventions policy checked on top of Flux's own rules (none: Flux's rules only);
+    ``folders`` limits where clusters are looked for and manifests read (empty: the whole repository);
+    ``clusters`` names cluster folders outright (empty: found from their entry Kustomizations).
+    """
+
+    policy: str | None = None
+    folders: tuple[str, ...] = ()
+    clusters: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Resolved settings; relative paths are taken from the project root."""
 
@@ -28,6 +42,48 @@ class Settings:
     sandbox_subnet: IPv4Network = DEFAULT_SANDBOX_SUBNET
     kubernetes_version: str | None = None  # overrides each cluster's (layout schemas)
     clusters: Mapping[str, str] = field(default_factory=dict)
+    layout: LayoutSettings = field(default_factory=LayoutSettings)
+
+
+def layout_settings(value: Any) -> LayoutSettings:
+    """``fluxops.layout`` as typed settings; ConfigError naming the key that is wrong."""
+    if value is None:
+        return LayoutSettings()
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"fluxops.layout must be a mapping (policy, folders, clusters), got {value!r}")
+    unknown = sorted(set(value) - {"policy", "folders", "clusters"})
+    if unknown:
+        raise ConfigError(f"fluxops.layout has unknown keys {unknown}; known: policy, folders, clusters")
+    policy = value.get("policy")
+    if policy is not None and (not isinstance(policy, str) or not policy):
+        raise ConfigError(f"fluxops.layout.policy must be a policy name (fluxops-phases), got {policy!r}")
+    folders = value.get("folders") or []
+    if not isinstance(folders, list) or not all(isinstance(f, str) and f for f in folders):
+        raise ConfigError(f"fluxops.layout.folders must be a list of folders (e.g. [k8s]), got {folders!r}")
+    clusters = value.get("clusters") or {}
+    if not isinstance(clusters, Mapping) or not all(
+        isinstance(k, str) and k and isinstance(v, str) and v for k, v in clusters.items()
+    ):
+        raise ConfigError(
+            "fluxops.layout.clusters must map cluster names to folders (e.g. lab: k8s/clusters/lab), "
+            f"got {clusters!r}"
+        )
+    return LayoutSettings(policy or None, tuple(folders), dict(clusters))
+
+
+def repository_layout(root: Path) -> LayoutSettings:
+    """The ``fluxops.layout`` section of ``root``'s own invoke.yaml (defaults when it has none)."""
+    import yaml
+
+    path = Path(root) / "invoke.yaml"
+    if not path.is_file():
+        return LayoutSettings()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the fluxops.layout settings: {exc}") from None
+    section = data.get("fluxops") if isinstance(data, dict) else None
+    return layout_settings(section.get("layout") if isinstance(section, dict) else None)
 
 
 def _path(root: Path, value: Any, key: str) -> Path:
@@ -108,4 +164,5 @@ def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
         sandbox_subnet=_subnet(sandbox.get("subnet", DEFAULT_SANDBOX_SUBNET)),
         clusters=_clusters(section.get("clusters")),
         kubernetes_version=str(v) if (v := section.get("kubernetes_version")) is not None else None,
+        layout=layout_settings(section.get("layout")),
     )

@@ -1,4 +1,4 @@
-"""The phase graph of a cluster: dependsOn, cycles, paths, wait semantics, and CRD ordering."""
+"""The Kustomization graph of a cluster (Flux's rules): dependsOn by namespace and name, cycles, CRD order."""
 
 from __future__ import annotations
 
@@ -6,28 +6,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from fluxops.layout.findings import Findings
-from fluxops.layout.model import (
-    BOOTSTRAP_NAME,
-    EXPECTED_DEPENDS,
-    FLUX_GROUP_SUFFIX,
-    MUST_WAIT,
-    SHOULD_NOT_WAIT,
-    Cluster,
-    Phase,
-    group_of,
-)
+from fluxops.layout.model import FLUX_GROUP_SUFFIX, Cluster, Key, Phase, group_of
 from fluxops.layout.schemas import is_builtin_group
 from fluxops.layout.sources import line_of
 
+ROOT = "(root)"  # stands for a cluster's root folder where a CRD is installed by it
+
 
 def find_cycles(cluster: Cluster) -> list[list[str]]:
-    """Every dependsOn cycle (each once, as a list of phase names starting at its smallest)."""
-    graph = {p.name: [d for d in p.depends_on] for p in cluster.phases}
-    cycles: set[tuple[str, ...]] = set()
-    state: dict[str, int] = {}
-    stack: list[str] = []
+    """Every dependsOn cycle (each once, as the phases' names, starting at the smallest key)."""
+    graph = {p.key: p.depends_refs for p in cluster.phases}
+    cycles: set[tuple[Key, ...]] = set()
+    state: dict[Key, int] = {}
+    stack: list[Key] = []
 
-    def visit(node: str) -> None:
+    def visit(node: Key) -> None:
         state[node] = 1
         stack.append(node)
         for dep in graph.get(node, []):
@@ -42,25 +35,32 @@ def find_cycles(cluster: Cluster) -> list[list[str]]:
         stack.pop()
         state[node] = 2
 
-    for name in graph:
-        if name not in state:
-            visit(name)
-    return [list(c) for c in sorted(cycles)]
+    for key in graph:
+        if key not in state:
+            visit(key)
+    return [[name for _, name in c] for c in sorted(cycles)]
 
 
 def check_graph(cluster: Cluster, findings: Findings) -> None:
-    """dependsOn targets, cycles, the proposal's dependencies and wait settings."""
-    names = {p.name for p in cluster.phases}
+    """Every dependsOn names a Kustomization of the cluster (namespace and name); no cycles."""
+    keys = {p.key for p in cluster.phases} | {cluster.entry.key}
     for phase in cluster.phases:
-        for i, dep in enumerate(phase.depends_on):
-            if dep not in names and dep != BOOTSTRAP_NAME:
-                findings.error(
-                    "depends-on-missing",
-                    f"Kustomization {phase.name} dependsOn {dep!r}, which no Kustomization of cluster "
-                    f"{cluster.name} defines (known: {', '.join(sorted(names))})",
-                    cluster=cluster.name,
-                    **{**phase.where, "line": _line(phase, "spec", "dependsOn", i) or phase.line},
-                )
+        for i, (namespace, name) in enumerate(phase.depends_refs):
+            if (namespace, name) in keys:
+                continue
+            elsewhere = sorted(ns for ns, n in keys if n == name)
+            hint = (
+                f"; there is one in namespace {', '.join(elsewhere)}: set namespace: {elsewhere[0]}"
+                if elsewhere
+                else f" (known: {', '.join(sorted(n for _, n in keys))})"
+            )
+            findings.error(
+                "depends-on-missing",
+                f"Kustomization {phase.name} dependsOn {namespace}/{name}, which no Kustomization of cluster "
+                f"{cluster.name} defines{hint}",
+                cluster=cluster.name,
+                **{**phase.where, "line": _line(phase, "spec", "dependsOn", i) or phase.line},
+            )
     for cycle in find_cycles(cluster):
         first = cluster.phase(cycle[0])
         assert first is not None
@@ -70,39 +70,6 @@ def check_graph(cluster: Cluster, findings: Findings) -> None:
             cluster=cluster.name,
             **{**first.where, "line": _line(first, "spec", "dependsOn") or first.line},
         )
-    for phase in cluster.phases:
-        ancestors = cluster.ancestors(phase.name)
-        for wanted in EXPECTED_DEPENDS.get(phase.name, ()):
-            if cluster.phase(wanted) is not None and wanted not in ancestors:
-                findings.error(
-                    "depends-on-order",
-                    f"phase {phase.name} must depend on {wanted} (directly or transitively); "
-                    f"add `- name: {wanted}` to spec.dependsOn",
-                    cluster=cluster.name,
-                    **{**phase.where, "line": _line(phase, "spec", "dependsOn") or phase.line},
-                )
-        if phase.name in MUST_WAIT and not phase.wait:
-            findings.error(
-                "wait",
-                f"phase {phase.name} must set spec.wait: true so later phases start only once it is ready",
-                cluster=cluster.name,
-                **{**phase.where, "line": _line(phase, "spec", "wait") or _line(phase, "spec") or phase.line},
-            )
-        if phase.name in SHOULD_NOT_WAIT and phase.wait:
-            findings.warning(
-                "wait",
-                f"phase {phase.name} sets wait: true; the proposal has apps not wait "
-                "(a failing app blocks nothing)",
-                cluster=cluster.name,
-                **{**phase.where, "line": _line(phase, "spec", "wait") or phase.line},
-            )
-        if phase.spec.get("prune") is not True:
-            findings.warning(
-                "prune",
-                f"Kustomization {phase.name} does not set prune: true; removed manifests stay in the cluster",
-                cluster=cluster.name,
-                **{**phase.where, "line": _line(phase, "spec", "prune") or phase.line},
-            )
 
 
 def _line(phase: Phase, *keys: Any) -> int | None:
@@ -110,27 +77,42 @@ def _line(phase: Phase, *keys: Any) -> int | None:
 
 
 @dataclass(frozen=True)
-class CrdSource:
-    """Where a CRD is installed: the phase, and the CRD's group and kind."""
+class CrdIssue:
+    """A custom resource whose CRD may not exist when its phase is applied.
 
-    phase: str
-    group: str
-    kind: str
+    ``case`` is ``unordered`` (the CRD is installed by phases this one does not depend on, named in
+    ``installers``), ``charted`` (no CRD in the tree, but a phase this one depends on installs
+    HelmReleases, named in ``installers``) or ``nowhere`` (no CRD in the tree at all).
+    """
+
+    phase: Phase
+    obj: dict[str, Any]
+    case: str
+    installers: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        """``Kind.group`` of the resource."""
+        return f"{self.obj.get('kind', '')}.{group_of(str(self.obj.get('apiVersion', '')))}"
 
 
-def installed_crds(cluster: Cluster) -> dict[tuple[str, str], list[str]]:
-    """(group, kind) of every CRD in the built output of each phase -> the phases installing it."""
-    found: dict[tuple[str, str], list[str]] = {}
-    for phase in cluster.phases:
-        for obj in phase.objects:
+def installed_crds(
+    cluster: Cluster, root_objects: list[dict[str, Any]] | None = None
+) -> dict[tuple[str, str], list[Key]]:
+    """(group, kind) of every CRD the cluster applies -> the phases installing it (the root as ROOT)."""
+    found: dict[tuple[str, str], list[Key]] = {}
+    sources: list[tuple[Key, list[dict[str, Any]]]] = [(("", ROOT), root_objects or [])]
+    sources += [(p.key, p.objects) for p in cluster.phases]
+    for key, objects in sources:
+        for obj in objects:
             if obj.get("kind") != "CustomResourceDefinition":
                 continue
             spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
             names = spec.get("names") if isinstance(spec.get("names"), dict) else {}
-            key = (str(spec.get("group", "")), str(names.get("kind", "")))
-            found.setdefault(key, [])
-            if phase.name not in found[key]:
-                found[key].append(phase.name)
+            crd = (str(spec.get("group", "")), str(names.get("kind", "")))
+            found.setdefault(crd, [])
+            if key not in found[crd]:
+                found[crd].append(key)
     return found
 
 
@@ -140,60 +122,32 @@ def is_custom(obj: dict[str, Any]) -> bool:
     return not is_builtin_group(group) and not group.endswith(FLUX_GROUP_SUFFIX)
 
 
-def crd_ordering(cluster: Cluster) -> list[tuple[Phase, dict[str, Any], str, str]]:
-    """Custom resources applied before their CRD can exist: (phase, object, severity, reason).
+def crd_ordering(cluster: Cluster, root_objects: list[dict[str, Any]] | None = None) -> list[CrdIssue]:
+    """Custom resources applied before their CRD is certain to exist.
 
-    A CRD in the same phase is fine: Flux applies CRDs and namespaces of one Kustomization first.
-    A CRD found nowhere in the tree is an error, unless an earlier phase the object's phase waits on
-    installs HelmReleases (charts may bring CRDs we cannot see offline): then a warning.
+    A CRD in the same phase is fine (Flux applies CRDs and namespaces of one Kustomization first), so
+    is one the cluster's root applies, or one a phase this one depends on (transitively) installs.
     """
-    crds = installed_crds(cluster)
-    out: list[tuple[Phase, dict[str, Any], str, str]] = []
+    crds = installed_crds(cluster, root_objects)
+    out: list[CrdIssue] = []
     for phase in cluster.phases:
-        ancestors = cluster.ancestors(phase.name)
+        ancestors = cluster.ancestors(phase)
+        charts: tuple[str, ...] | None = None
         for obj in phase.objects:
             if not is_custom(obj):
                 continue
             group = group_of(str(obj.get("apiVersion", "")))
-            kind = str(obj.get("kind", ""))
-            where = crds.get((group, kind))
+            where = crds.get((group, str(obj.get("kind", ""))))
             if where:
-                if phase.name in where or ancestors.intersection(where):
+                if phase.key in where or ("", ROOT) in where or ancestors.intersection(where):
                     continue
-                out.append(
-                    (
-                        phase,
-                        obj,
-                        "error",
-                        f"{kind}.{group} is applied in phase {phase.name}, but its CRD is installed by "
-                        f"{' and '.join(where)}, which {phase.name} does not depend on "
-                        f'("no matches for kind {kind}"); add dependsOn {where[0]}',
-                    )
-                )
+                out.append(CrdIssue(phase, obj, "unordered", tuple(n for _, n in where)))
                 continue
-            charts = [
-                p.name
-                for p in cluster.phases
-                if p.name in ancestors and any(o.get("kind") == "HelmRelease" for o in p.objects)
-            ]
-            if charts:
-                out.append(
-                    (
-                        phase,
-                        obj,
-                        "warning",
-                        f"no CRD for {kind}.{group} in the tree; assumed to come from a chart of "
-                        f"{', '.join(charts)} (put the CRD in the crds phase to make it certain)",
-                    )
+            if charts is None:
+                charts = tuple(
+                    p.name
+                    for p in cluster.phases
+                    if p.key in ancestors and any(o.get("kind") == "HelmRelease" for o in p.objects)
                 )
-            else:
-                out.append(
-                    (
-                        phase,
-                        obj,
-                        "error",
-                        f"no phase that {phase.name} depends on installs the CRD of {kind}.{group}; "
-                        f"add the CRD to the crds phase",
-                    )
-                )
+            out.append(CrdIssue(phase, obj, "charted" if charts else "nowhere", charts))
     return out

@@ -17,7 +17,11 @@ FLUX_GROUP_SUFFIX = ".toolkit.fluxcd.io"
 BOOTSTRAP_NAME = "flux-system"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
-# The proposal's phases: what each must depend on (directly or transitively) and whether it waits.
+Key = tuple[str, str]  # (namespace, name) of a Kustomization
+
+# The fluxops-phases policy (this repository's conventions, :mod:`fluxops.layout.policy`): the phases,
+# what each must depend on (directly or transitively) and whether it waits. Flux's own rules never use
+# these names; displays use PHASE_ORDER to break ties.
 EXPECTED_DEPENDS: dict[str, tuple[str, ...]] = {
     "infrastructure": ("crds",),
     "storage": ("crds",),
@@ -75,10 +79,24 @@ class Phase:
         return str(self.spec.get("path", "./") or "./")
 
     @property
+    def key(self) -> Key:
+        """(namespace, name): what a dependsOn entry names."""
+        return (self.namespace, self.name)
+
+    @property
     def depends_on(self) -> list[str]:
         """Names of the Kustomizations this one waits for."""
-        deps = self.spec.get("dependsOn") or []
-        return [str(d.get("name", "")) for d in deps if isinstance(d, dict)]
+        return [name for _, name in self.depends_refs]
+
+    @property
+    def depends_refs(self) -> list[Key]:
+        """(namespace, name) of each dependsOn entry; the namespace defaults to this one's, as in Flux."""
+        deps = self.spec.get("dependsOn")
+        return [
+            (str(d.get("namespace") or self.namespace), str(d.get("name", "")))
+            for d in (deps if isinstance(deps, list) else [])
+            if isinstance(d, dict)
+        ]
 
     @property
     def wait(self) -> bool:
@@ -97,52 +115,86 @@ class Phase:
         return {"file": self.file, "line": self.line, "phase": self.name}
 
 
+@dataclass(frozen=True)
+class Entry:
+    """How a cluster was found, and the source that is the repository itself.
+
+    ``name``/``namespace`` are the entry Kustomization's (the one Flux reconciles first, bootstrap's
+    ``flux-system``); ``obj`` is its document when the tree holds it (else the cluster folder is
+    built as a Kustomization with only ``spec.path`` would build it). ``source`` is (kind, namespace,
+    name) of the repository's own source: the entry's ``sourceRef``, else bootstrap's
+    GitRepository ``flux-system/flux-system``. ``how`` says which discovery rule found it.
+    """
+
+    name: str = BOOTSTRAP_NAME
+    namespace: str = BOOTSTRAP_NAME
+    file: str = ""
+    line: int | None = None
+    obj: dict[str, Any] | None = None
+    source: tuple[str, str, str] = ("GitRepository", BOOTSTRAP_NAME, BOOTSTRAP_NAME)
+    how: str = "entry"
+
+    @property
+    def key(self) -> Key:
+        """(namespace, name) of the entry Kustomization."""
+        return (self.namespace, self.name)
+
+
 @dataclass
 class Cluster:
-    """A cluster's folder under k8s/clusters and its phases, in file order."""
+    """A cluster: its folder (what its entry Kustomization applies) and its phases, in file order."""
 
     name: str
     folder: Path
     phases: list[Phase] = field(default_factory=list)
+    entry: Entry = field(default_factory=Entry)
 
-    def phase(self, name: str) -> Phase | None:
-        """The phase called ``name``, if any."""
-        return next((p for p in self.phases if p.name == name), None)
+    def phase(self, name: str, namespace: str | None = None) -> Phase | None:
+        """The phase called ``name`` (in ``namespace`` when given), if any."""
+        return next(
+            (p for p in self.phases if p.name == name and namespace in (None, p.namespace)),
+            None,
+        )
 
-    def ancestors(self, name: str) -> set[str]:
-        """Every phase ``name`` depends on, directly or transitively."""
-        by_name = {p.name: p for p in self.phases}
-        seen: set[str] = set()
-        stack = list(by_name[name].depends_on) if name in by_name else []
+    def ancestors(self, phase: Phase) -> set[Key]:
+        """(namespace, name) of every Kustomization ``phase`` depends on, directly or transitively."""
+        by_key = {p.key: p for p in self.phases}
+        seen: set[Key] = set()
+        stack = list(phase.depends_refs)
         while stack:
             dep = stack.pop()
             if dep in seen:
                 continue
             seen.add(dep)
-            if dep in by_name:
-                stack.extend(by_name[dep].depends_on)
+            if dep in by_key:
+                stack.extend(by_key[dep].depends_refs)
         return seen
 
 
 @dataclass(frozen=True)
 class Repo:
-    """Where the tree lives inside a checkout."""
+    """A repository holding a Flux tree (the source root of its own GitRepository).
+
+    ``k8s``, ``clusters_dir``, ``base`` and ``cluster_names`` are this repository's own layout
+    (``k8s/clusters/<name>``, ``k8s/base``), which the scaffold and the audit write; validation finds
+    clusters with :mod:`fluxops.layout.discovery` instead.
+    """
 
     root: Path
 
     @property
     def k8s(self) -> Path:
-        """The GitOps tree."""
+        """This repository's GitOps tree."""
         return self.root / "k8s"
 
     @property
     def clusters_dir(self) -> Path:
-        """The folder holding one folder per cluster."""
+        """This repository's folder holding one folder per cluster."""
         return self.k8s / "clusters"
 
     @property
     def base(self) -> Path:
-        """The shared base."""
+        """This repository's shared base."""
         return self.k8s / "base"
 
     @property
@@ -152,9 +204,17 @@ class Repo:
 
     @property
     def cache_dir(self) -> Path:
-        """The build cache: ``$FLUXOPS_CACHE_DIR/kustomize``, else ``.fluxops/cache/kustomize``."""
+        """The build cache: ``$FLUXOPS_CACHE_DIR/kustomize``; else ``.fluxops/cache/kustomize`` in a
+        fluxops project (a root with invoke.yaml) and the user's cache folder for any other repository
+        (entries are keyed by content and relative paths, so repositories can share it).
+        """
         folder = os.environ.get(CACHE_ENV)
-        return (Path(folder) if folder else self.root / ".fluxops" / "cache") / "kustomize"
+        if folder:
+            return Path(folder) / "kustomize"
+        if (self.root / "invoke.yaml").is_file():
+            return self.root / ".fluxops" / "cache" / "kustomize"
+        user = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(user) / "fluxops" / "kustomize"
 
     def cluster_names(self) -> list[str]:
         """Names of every cluster folder, sorted."""

@@ -13,8 +13,6 @@ from fluxops.secrets import sops_values
 from fluxops.secrets.findings import Finding
 from fluxops.secrets.rules import CONFIG_NAME
 
-TREE = ("k8s/", CONFIG_NAME)
-
 
 def is_sops_file(name: str) -> bool:
     """True for a file the tree's convention says must be SOPS-encrypted (``*.sops.yaml``)."""
@@ -48,13 +46,14 @@ def check_files(
     only: tuple[str, ...] = (),
     key_dir: Path | None = None,
 ) -> None:
-    """The secret checker's findings for the tree's files (``only`` these folders, and .sops.yaml).
+    """The secret checker's findings for the repository's files (``only`` these folders, and
+    .sops.yaml; every file git would commit when ``only`` is empty).
 
     Loading parses every file and reports YAML errors (code ``yaml``), so the checker does not
     parse files for syntax alone, and its YAML findings are kept only for files loading did not
     report. Without ``key_dir`` only an environment key verifies MACs.
     """
-    within = (*only, CONFIG_NAME) if only else TREE
+    within = (*only, CONFIG_NAME) if only else ()
     for finding in secrets.check(root, key_dir, within=within, syntax=False):
         if finding.code == "yaml" and finding.path in sources.errors:
             continue

@@ -1,16 +1,21 @@
-"""Load the tree: parse every file, find each cluster's phases, build each as Flux builds it."""
+"""Load the tree: find the clusters, parse every file, build each Kustomization as Flux builds it."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fluxops.clusters import kustomization_file
 from fluxops.errors import LayoutError
+from fluxops.layout.artifacts import ArtifactStore
+from fluxops.layout.discovery import discover
 from fluxops.layout.findings import Findings
 from fluxops.layout.flux_build import FluxPlan, finish, plan
-from fluxops.layout.flux_spec import Problem, spec_of, text_field
+from fluxops.layout.flux_sources import Resolved, SourceResolver, source_ref
+from fluxops.layout.flux_spec import ERROR, Problem, spec_of, text_field
 from fluxops.layout.kustomize import (
     Builder,
     BuildResult,
@@ -19,19 +24,39 @@ from fluxops.layout.kustomize import (
     local_refs,
     read_kustomization,
 )
-from fluxops.layout.model import BOOTSTRAP_NAME, Cluster, Phase, Repo, is_flux_kustomization, meta
+from fluxops.layout.model import (
+    FLUX_KUSTOMIZE_GROUP,
+    Cluster,
+    Phase,
+    Repo,
+    group_of,
+    is_flux_kustomization,
+    meta,
+)
 from fluxops.layout.overlay import Overlay
 from fluxops.layout.postbuild import MissingSource
 from fluxops.layout.sources import Sources, line_of, read_sources
+from fluxops.secrets.rules import CONFIG_NAME
+from fluxops.settings import LayoutSettings, repository_layout
 
 MAX_NESTING = 5
-# Rounds of building: nesting, plus rounds that wait for a substituteFrom object another phase applies.
+# Rounds of building: nesting, plus rounds that wait for a substituteFrom object or a source another
+# phase applies.
 MAX_ROUNDS = 3 * MAX_NESTING
+GENERATOR = ("ArtifactGenerator", "source.extensions.fluxcd.io")
+
+# Called as builds finish: (builds done, builds started so far).
+Progress = Callable[[int, int], None]
+PhaseKey = tuple[str, str, str]  # (cluster, namespace, name)
 
 
 @dataclass
 class Tree:
-    """A loaded tree: sources, clusters with built phases, every build, and loading findings."""
+    """A loaded tree: sources, clusters with built phases, every build, and loading findings.
+
+    ``discovered`` holds every cluster found (``clusters`` only the loaded ones); ``sources_of`` the
+    source each phase was built from.
+    """
 
     repo: Repo
     sources: Sources
@@ -40,23 +65,29 @@ class Tree:
     folders: dict[Path, str] = field(default_factory=dict)
     findings: Findings = field(default_factory=Findings)
     only: str | None = None
-    plans: dict[tuple[str, str], FluxPlan] = field(default_factory=dict)
+    plans: dict[PhaseKey, FluxPlan] = field(default_factory=dict)
     renames: set[tuple[str, str]] = field(default_factory=set)
     flux_roots: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    layout: LayoutSettings = field(default_factory=LayoutSettings)
+    discovered: dict[str, Path] = field(default_factory=dict)
+    artifacts: ArtifactStore = field(default_factory=ArtifactStore)
+    sources_of: dict[PhaseKey, Resolved] = field(default_factory=dict)
 
     def rel(self, path: Path) -> str:
-        """``path`` relative to the checkout."""
-        return self.repo.rel(path)
+        """``path`` relative to the checkout (a staged artifact's path as the source path it mirrors)."""
+        origin = self.artifacts.origin(path)
+        if isinstance(origin, Path):
+            return self.repo.rel(origin)
+        return origin if origin is not None else self.repo.rel(path)
 
     def root_objects(self, cluster: str) -> list[dict[str, Any]]:
-        """What a cluster's root folder builds to (bootstrap's objects and the phase Kustomizations).
-
-        When the bootstrap Kustomization that applies the root has fields of its own (postBuild,
-        patches, ...), these are its objects as Flux builds them.
+        """What a cluster's folder builds to as its entry Kustomization builds it (the phase
+        Kustomizations among them); the plain build when Flux's fails.
         """
         if cluster in self.flux_roots:
             return self.flux_roots[cluster]
-        result = self.builds.get((self.repo.clusters_dir / cluster).resolve())
+        folder = self.clusters[cluster].folder if cluster in self.clusters else None
+        result = self.builds.get(folder.resolve()) if folder is not None else None
         return result.objects if result is not None and result.ok else []
 
     def source_of(self, obj: dict[str, Any], cluster: str = "") -> Any:
@@ -65,7 +96,8 @@ class Tree:
         A name a phase's ``namePrefix``/``nameSuffix`` changed is found by its name in the files.
         """
         name, namespace = meta(obj)
-        under = (self.rel(self.repo.clusters_dir / cluster),) if cluster else ()
+        folder = self.clusters[cluster].folder if cluster in self.clusters else None
+        under = (self.rel(folder),) if folder is not None else ()
         kind = str(obj.get("kind", ""))
         found = self.sources.find(kind, name, namespace, under)
         for prefix, suffix in sorted(self.renames):
@@ -75,113 +107,210 @@ class Tree:
                 found = self.sources.find(kind, name[len(prefix) : len(name) - len(suffix)], namespace, under)
         return found
 
+    def scope(self) -> tuple[str, ...]:
+        """Repository folders (relative, ending in ``/``) holding what the loaded clusters read.
+
+        ``fluxops.layout.folders`` when set and every cluster is loaded; else each cluster's folder
+        and every folder its builds read. An empty tuple means the whole repository.
+        """
+        if self.layout.folders and self.only is None:
+            return tuple(f"{f.strip('/')}/" for f in self.layout.folders if f.strip("/") not in ("", "."))
+        paths = [c.folder for c in self.clusters.values()]
+        paths += list(self.folders)
+        paths += [p.folder for c in self.clusters.values() for p in c.phases if p.folder is not None]
+        rels = set()
+        for path in paths:
+            origin = self.artifacts.origin(path)
+            path = origin if isinstance(origin, Path) else path
+            if origin is None or isinstance(origin, Path):
+                rel = self.repo.rel(path)
+                if rel == ".":
+                    return ()
+                if not rel.startswith("/"):
+                    rels.add(rel + "/")
+        return tuple(r for r in sorted(rels) if not any(r != o and r.startswith(o) for o in rels))
+
 
 def check_root(root: Path) -> Repo:
-    """The repo at ``root``; raises LayoutError when there is no k8s/clusters tree."""
+    """This repository's layout at ``root`` (``k8s/clusters``, for the audit); LayoutError without one."""
     repo = Repo(root.resolve())
     if not repo.clusters_dir.is_dir():
         raise LayoutError(f"no GitOps tree at {repo.clusters_dir} (run from the fluxops checkout)")
     return repo
 
 
-def load(root: Path, cluster: str | None = None, *, jobs: int | None = None, cache: bool = True) -> Tree:
-    """Read and build the tree (one cluster or all), recording what does not load or build."""
-    repo = check_root(root)
-    names = repo.cluster_names()
+class _CountingBuilder(Builder):
+    """A Builder that reports (done, started) to ``progress`` as each build finishes."""
+
+    def __init__(self, cache_dir: Path | None, jobs: int | None, progress: Progress | None) -> None:
+        super().__init__(cache_dir, jobs)
+        self.progress = progress
+        self.done = 0
+        self.started = 0
+        self._count = threading.Lock()
+
+    def build_all(self, targets: Iterable[Target]) -> dict[Target, BuildResult]:
+        """As Builder.build_all, counting the distinct targets as started."""
+        targets = list(targets)
+        with self._count:
+            self.started += len({t if isinstance(t, Overlay) else t.resolve() for t in targets})
+        return super().build_all(targets)
+
+    def build(self, target: Target) -> BuildResult:
+        """As Builder.build, then one more build done."""
+        result = super().build(target)
+        with self._count:
+            self.done += 1
+            if self.progress is not None:
+                self.progress(self.done, max(self.started, self.done))
+        return result
+
+
+def load(
+    root: Path,
+    cluster: str | None = None,
+    *,
+    jobs: int | None = None,
+    cache: bool = True,
+    layout: LayoutSettings | None = None,
+    progress: Progress | None = None,
+) -> Tree:
+    """Find the clusters of the repository at ``root``, read and build them (one cluster or all).
+
+    ``layout`` defaults to the ``fluxops.layout`` settings of ``root``'s own invoke.yaml (none: the
+    whole repository, clusters found from their entry Kustomizations). ``progress`` is called as
+    kustomize builds finish. What does not load or build is recorded in ``tree.findings``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise LayoutError(f"{root} is not a folder: give the root of a repository holding a Flux tree")
+    layout = layout if layout is not None else repository_layout(root)
+    repo = Repo(root.resolve())
+    folders = _read_folders(repo, layout)
+    sources = read_sources(repo.root, folders)
+    found = discover(repo.root, sources, layout)
+    names = [c.name for c in found.clusters]
     if cluster is not None and cluster not in names:
-        raise LayoutError(f"unknown cluster {cluster!r}: k8s/clusters has {', '.join(names) or 'none'}")
-    chosen = [cluster] if cluster else names
-    sources = read_sources(repo.root, [repo.k8s, repo.sops_config])
-    tree = Tree(repo, sources, {n: Cluster(n, repo.clusters_dir / n) for n in chosen}, only=cluster)
-    for file, exc in sources.errors.items():
-        if cluster and file.startswith("k8s/clusters/") and not file.startswith(f"k8s/clusters/{cluster}/"):
-            continue
-        tree.findings.error("yaml", f"YAML does not parse: {exc}", file=file, line=exc.line)
-    legacy = repo.k8s / "infrastructure"
-    if legacy.exists():
-        tree.findings.error(
-            "legacy",
-            "k8s/infrastructure/ is the legacy layout the proposal removed; move what it holds to "
-            "k8s/base/ or a cluster overlay and delete it",
-            file=tree.rel(legacy),
-        )
-    builder = Builder(repo.cache_dir if cache else None, jobs)
-    roots = {c.folder.resolve() for c in tree.clusters.values() if kustomization_file(c.folder)}
-    tree.builds.update(builder.build_all(roots))
-    for c in tree.clusters.values():
-        _build_root(tree, c, builder)
-        _find_phases(tree, c)
-    _build_phases(tree, builder)
+        raise LayoutError(f"unknown cluster {cluster!r}: {repo.root} has {', '.join(names) or 'none'}")
+    chosen = {c.name: c for c in found.clusters if cluster in (None, c.name)}
+    tree = Tree(repo, sources, chosen, only=cluster, layout=layout)
+    tree.discovered = {c.name: c.folder for c in found.clusters}
+    if cluster is None:
+        for file, line, message in found.problems:
+            tree.findings.error("entry", message, file=file, line=line)
+    builder = _CountingBuilder(repo.cache_dir if cache else None, jobs, progress)
+    try:
+        plans = _build_roots(tree, builder)
+        for c in tree.clusters.values():
+            _find_phases(tree, c)
+        _build_phases(tree, builder, plans)
+    finally:
+        tree.artifacts.close()
+    _report_yaml_errors(tree)
     return tree
 
 
-def _build_root(tree: Tree, cluster: Cluster, builder: Builder) -> None:
-    """The root as its bootstrap Kustomization (flux-system, ``spec.path`` the cluster folder) builds it.
+def _read_folders(repo: Repo, layout: LayoutSettings) -> list[Path]:
+    """What to parse: ``fluxops.layout.folders`` (and .sops.yaml), else the whole repository."""
+    if not layout.folders:
+        return [repo.root]
+    folders = []
+    for rel in layout.folders:
+        folder = (repo.root / rel).resolve()
+        if not folder.is_dir() or not folder.is_relative_to(repo.root):
+            raise LayoutError(
+                f"fluxops.layout.folders: {rel!r} is not a folder of {repo.root}; list folders relative "
+                "to the repository (e.g. [k8s])"
+            )
+        folders.append(folder)
+    return [*folders, repo.sops_config]
 
-    Only when that Kustomization makes Flux's build differ from the plain one; its problems are
-    reported where it is defined.
+
+def _report_yaml_errors(tree: Tree) -> None:
+    """Files that do not parse, where a loaded cluster reads (any file Flux may build from)."""
+    scope = tree.scope()
+    for file, exc in tree.sources.errors.items():
+        if file == CONFIG_NAME or not scope or any(file.startswith(s) for s in scope):
+            tree.findings.error("yaml", f"YAML does not parse: {exc}", file=file, line=exc.line)
+
+
+def _entry_object(tree: Tree, cluster: Cluster) -> dict[str, Any]:
+    """The entry Kustomization, or one with only the cluster folder as path when the tree lacks it."""
+    if cluster.entry.obj is not None:
+        return cluster.entry.obj
+    kind, namespace, name = cluster.entry.source
+    rel = tree.repo.rel(cluster.folder)
+    return {
+        "apiVersion": f"{FLUX_KUSTOMIZE_GROUP}/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": cluster.entry.name, "namespace": cluster.entry.namespace},
+        "spec": {
+            "path": "./" if rel == "." else f"./{rel}",
+            "sourceRef": {"kind": kind, "name": name, "namespace": namespace},
+        },
+    }
+
+
+def _build_roots(tree: Tree, builder: Builder) -> dict[str, FluxPlan]:
+    """Each cluster folder as its entry Kustomization builds it (and its plain build, when it has a
+    kustomization file: substituteFrom lookups and a fallback when Flux's build fails).
     """
+    plans = {c.name: plan(_entry_object(tree, c), tree.repo.root) for c in tree.clusters.values()}
+    targets: set[Target] = {p.target for p in plans.values() if p.target is not None}
+    targets.update(c.folder.resolve() for c in tree.clusters.values() if kustomization_file(c.folder))
+    tree.builds.update(builder.build_all(targets))
+    for cluster in tree.clusters.values():
+        _finish_root(tree, cluster, plans[cluster.name])
+    return plans
+
+
+def _finish_root(tree: Tree, cluster: Cluster, flux_plan: FluxPlan) -> None:
+    """Flux's objects of the cluster folder; problems reported at the entry Kustomization."""
     folder = cluster.folder.resolve()
-    result = tree.builds.get(folder)
-    if result is None or not result.ok:
-        return
-    boot = next(
-        (
-            o
-            for o in result.objects
-            if is_flux_kustomization(o)
-            and meta(o)[0] == BOOTSTRAP_NAME
-            and tree.repo.source_path(text_field(o, "path") or "./") == folder
-        ),
-        None,
-    )
-    if boot is None:
-        return
-    flux_plan = plan(boot, tree.repo.root)
-    spec = spec_of(boot)
+    spec = spec_of(flux_plan.ks)
     if flux_plan.target == folder and not any(k in spec for k in ("postBuild", "commonMetadata")):
-        return
-    if flux_plan.target is not None and flux_plan.target not in tree.builds:
-        tree.builds[flux_plan.target] = builder.build(flux_plan.target)
+        return  # the plain build is Flux's (a failure is reported as a build failure)
     built = tree.builds.get(flux_plan.target) if flux_plan.target is not None else None
     flux = finish(flux_plan, built, lambda kind, name, ns: _lookup(tree, cluster, kind, name, ns))
     if flux.ok:
         tree.flux_roots[cluster.name] = flux.objects
         return
-    src = tree.source_of(boot, cluster.name)
+    entry = cluster.entry
+    src = tree.sources.find("Kustomization", entry.name, entry.namespace) if entry.obj is not None else None
+    kfile = kustomization_file(folder)
     problems = [*flux.problems, *(_missing_problem(cluster, m) for m in flux.missing)]
     for problem in problems:
         line = line_of(src.data, *problem.keys) if src is not None else None
         tree.findings.error(
             "flux-build",
-            f"Kustomization {BOOTSTRAP_NAME}: {problem.message}",
+            f"Kustomization {entry.name}: {problem.message}",
             cluster=cluster.name,
-            file=src.file if src is not None else tree.rel(folder),
+            file=src.file if src is not None else tree.rel(kfile or folder),
             line=line or (src.line if src is not None else None),
         )
 
 
+def _is_entry(tree: Tree, cluster: Cluster, obj: dict[str, Any]) -> bool:
+    """True for the cluster's entry Kustomization (or another that applies the cluster folder itself)."""
+    name, namespace = meta(obj)
+    if (namespace, name) == cluster.entry.key:
+        return True
+    return source_ref(obj) == cluster.entry.source and _spec_folder(tree, obj) == cluster.folder.resolve()
+
+
+def _spec_folder(tree: Tree, obj: dict[str, Any]) -> Path:
+    path = text_field(obj, "path") or "./"
+    return tree.repo.source_path(path)
+
+
 def _find_phases(tree: Tree, cluster: Cluster) -> None:
-    """The Flux Kustomizations the cluster's root applies (bootstrap's own one excluded)."""
+    """The Flux Kustomizations the cluster's folder applies (its entry Kustomization excluded)."""
     folder = cluster.folder.resolve()
-    result = tree.builds.get(folder)
-    if result is not None and result.ok:
+    plain = tree.builds.get(folder)
+    if cluster.name in tree.flux_roots or (plain is not None and plain.ok):
         objects = [o for o in tree.root_objects(cluster.name) if is_flux_kustomization(o)]
     else:
-        if result is not None:
-            tree.findings.error(
-                "build",
-                f"cluster root does not build: {result.error}",
-                file=tree.rel(kustomization_file(folder) or folder),
-                cluster=cluster.name,
-            )
-        else:
-            tree.findings.warning(
-                "root",
-                "cluster folder has no kustomization.yaml; Flux would apply every manifest below it",
-                file=tree.rel(folder),
-                cluster=cluster.name,
-            )
+        # The folder does not build: the Kustomizations written in its own files.
         top = sorted(p for p in folder.iterdir() if p.is_file())
         objects = [
             d.data
@@ -195,22 +324,13 @@ def _find_phases(tree: Tree, cluster: Cluster) -> None:
 
 def _add_phase(tree: Tree, cluster: Cluster, obj: dict[str, Any]) -> None:
     name, namespace = meta(obj)
-    if name == BOOTSTRAP_NAME or cluster.phase(name) is not None:
+    if _is_entry(tree, cluster, obj) or cluster.phase(name, namespace) is not None:
         return
     src = tree.source_of(obj, cluster.name)
     phase = Phase(name, namespace, obj, src=src.data if src else None)
     if src is not None:
         phase.file, phase.line = src.file, src.line
     cluster.phases.append(phase)
-    phase.folder = tree.repo.source_path(phase.path)
-    if not phase.folder.exists():
-        tree.findings.error(
-            "path-missing",
-            f"Kustomization {name} has spec.path {phase.path!r}, which does not exist in the repository",
-            cluster=cluster.name,
-            **{**phase.where, "line": line_of(phase.src, "spec", "path") or phase.line},
-        )
-        phase.folder = None
     prefix, suffix = text_field(obj, "namePrefix"), text_field(obj, "nameSuffix")
     if prefix or suffix:
         tree.renames.add((prefix, suffix))
@@ -260,63 +380,140 @@ def _reachable(
                 _reachable(tree, target, used, plain, context)
 
 
-def _plan_phase(tree: Tree, cluster: Cluster, phase: Phase, used: dict[Path, str], plain: set[Path]) -> None:
-    """How Flux builds the phase, and every folder that build reads."""
-    flux_plan = plan(phase.obj, tree.repo.root)
-    tree.plans[(cluster.name, phase.name)] = flux_plan
-    context = {"cluster": cluster.name, "phase": phase.name}
+def _reach_plan(
+    tree: Tree, flux_plan: FluxPlan, used: dict[Path, str], plain: set[Path], context: dict[str, str]
+) -> bool:
+    """Every folder Flux's build of ``flux_plan`` reads; True when it generates the kustomization file."""
     folder, kustomization = flux_plan.folder, flux_plan.kustomization
     if folder is None or kustomization is None:
-        return
+        return False
     if not isinstance(flux_plan.target, Overlay):
         _reachable(tree, folder, used, plain, context)
-        return
+        return False
     _reachable(tree, folder, used, plain, context, build_self=False)
     generated = kustomization.data.get("resources", []) if kustomization.generated else []
     for ref in [*generated, *kustomization.data.get("components", [])]:
         if isinstance(ref, str) and (folder / ref).is_dir():
             _reachable(tree, folder / ref, used, plain, context)
-    if kustomization.generated:
+    return kustomization.generated
+
+
+def _plan_phase(
+    tree: Tree, cluster: Cluster, phase: Phase, used: dict[Path, str], plain: set[Path], final: bool
+) -> bool:
+    """Resolve the phase's source and plan Flux's build of it; False while its source may still appear.
+
+    A phase without a source to build from (out of reach, missing, a path not there) is done with no
+    objects and its problem reported.
+    """
+    key = (cluster.name, *phase.key)
+    resolved = _resolve_source(tree, cluster, phase)
+    if resolved.missing and not final:
+        return False
+    tree.sources_of[key] = resolved
+    if resolved.problem is not None:
+        code = "source-offline" if resolved.problem.severity != ERROR else "source-missing"
+        _report(tree, cluster, phase, resolved.problem, code)
+    if resolved.folder is None:
+        phase.built = True
+        return True
+    flux_plan = plan(phase.obj, resolved.folder)
+    tree.plans[key] = flux_plan
+    if flux_plan.folder is None:
+        for problem in flux_plan.problems:
+            if "not found" in problem.message:
+                where = "in the repository" if resolved.folder == tree.repo.root else f"in {resolved.label}"
+                problem = Problem(
+                    f"spec.path {phase.path!r} does not exist {where}", problem.keys, problem.severity
+                )
+                _report(tree, cluster, phase, problem, "path-missing")
+            else:
+                _report(tree, cluster, phase, problem, "flux-build")
+        phase.built = True
+        return True
+    phase.folder = flux_plan.folder
+    if _reach_plan(tree, flux_plan, used, plain, {"cluster": cluster.name, "phase": phase.name}):
         tree.findings.warning(
             "no-kustomization",
-            f"{tree.rel(folder)} has no kustomization.yaml; Flux generates one from every manifest below it",
+            f"{tree.rel(flux_plan.folder)} has no kustomization.yaml; Flux generates one from every manifest "
+            "below it",
             cluster=cluster.name,
             **phase.where,
         )
+    return True
 
 
-def _build_phases(tree: Tree, builder: Builder) -> None:
+def _resolve_source(tree: Tree, cluster: Cluster, phase: Phase) -> Resolved:
+    """The folder the phase's ``spec.path`` is read from (this checkout when it names no source)."""
+    key = source_ref(phase.obj)
+    if key is None:
+        return Resolved(tree.repo.root, "this repository")
+    resolver = SourceResolver(
+        cluster.name,
+        tree.repo.root,
+        cluster.entry.source,
+        lambda kind, namespace, name: _defined(tree, cluster, kind, namespace, name),
+        lambda: [
+            o
+            for o in _applied(tree, cluster)
+            if (o.get("kind"), group_of(str(o.get("apiVersion")))) == GENERATOR
+        ],
+        tree.artifacts,
+    )
+    return resolver.resolve(key)
+
+
+def _applied(tree: Tree, cluster: Cluster) -> list[dict[str, Any]]:
+    """What the cluster applies so far: its folder's objects and every phase built yet."""
+    return [*tree.root_objects(cluster.name), *(o for p in cluster.phases if p.built for o in p.objects)]
+
+
+def _defined(tree: Tree, cluster: Cluster, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """An object the cluster applies (one without a namespace matches any)."""
+    for obj in _applied(tree, cluster):
+        if obj.get("kind") == kind and meta(obj)[0] == name and meta(obj)[1] in ("", namespace):
+            return obj
+    return None
+
+
+def _build_phases(tree: Tree, builder: Builder, roots: dict[str, FluxPlan]) -> None:
     used: dict[Path, str] = {}
     plain: set[Path] = set()
     for cluster in tree.clusters.values():
-        _reachable(tree, cluster.folder, used, plain, {"cluster": cluster.name})
+        _reach_plan(tree, roots[cluster.name], used, plain, {"cluster": cluster.name})
     final = False
     for _ in range(MAX_ROUNDS):
-        pending = [(c, p) for c in tree.clusters.values() for p in c.phases if p.folder and not p.built]
-        if not pending:
+        if all(p.built for c in tree.clusters.values() for p in c.phases):
             break
-        for cluster, phase in pending:
-            if (cluster.name, phase.name) not in tree.plans:
-                _plan_phase(tree, cluster, phase, used, plain)
-        targets: set[Target] = set(plain)
-        targets.update(t for c, p in pending if (t := tree.plans[(c.name, p.name)].target) is not None)
-        tree.builds.update(builder.build_all([t for t in targets if t not in tree.builds]))
-        progress = [_fill_phase(tree, c, p, final) for c, p in pending]
-        # When every pending phase waits for a substituteFrom object, the next round reports them.
-        final = not any(progress)
-    for cluster in tree.clusters.values():
-        for phase in cluster.phases:
-            if phase.folder and not phase.built and (cluster.name, phase.name) in tree.plans:
-                _fill_phase(tree, cluster, phase, final=True)
+        # When nothing moved, the next round reports what every pending phase waits for.
+        final = not _round(tree, builder, used, plain, final)
+    else:
+        _round(tree, builder, used, plain, final=True)
     tree.folders = used
     _report_build_failures(tree)
     if tree.only is None:
         _report_orphans(tree)
 
 
+def _round(tree: Tree, builder: Builder, used: dict[Path, str], plain: set[Path], final: bool) -> bool:
+    """Plan, build and finish every pending phase once; True when one of them moved on."""
+    pending = [(c, p) for c in tree.clusters.values() for p in c.phases if not p.built]
+    moved = False
+    for cluster, phase in pending:
+        if (cluster.name, *phase.key) not in tree.plans and not phase.built:
+            moved = _plan_phase(tree, cluster, phase, used, plain, final) or moved
+    ready = [(c, p) for c, p in pending if not p.built and (c.name, *p.key) in tree.plans]
+    targets: set[Target] = set(plain)
+    targets.update(t for c, p in ready if (t := tree.plans[(c.name, *p.key)].target) is not None)
+    tree.builds.update(builder.build_all([t for t in targets if t not in tree.builds]))
+    for cluster, phase in ready:
+        moved = _fill_phase(tree, cluster, phase, final) or moved
+    return moved
+
+
 def _fill_phase(tree: Tree, cluster: Cluster, phase: Phase, final: bool) -> bool:
     """Finish the phase's Flux build; False while it waits for a substituteFrom object (not ``final``)."""
-    flux_plan = tree.plans[(cluster.name, phase.name)]
+    flux_plan = tree.plans[(cluster.name, *phase.key)]
     built = tree.builds.get(flux_plan.target) if flux_plan.target is not None else None
     result = finish(flux_plan, built, lambda kind, name, ns: _lookup(tree, cluster, kind, name, ns))
     if result.missing and not final:
@@ -356,19 +553,22 @@ def _lookup(tree: Tree, cluster: Cluster, kind: str, name: str, namespace: str) 
     """A ConfigMap or Secret as the cluster would hold it for substituteFrom.
 
     First what the cluster's root and built phases apply (exact namespace); then a document in the
-    tree's files (this cluster's folder or shared folders, the same namespace or none), which
-    bootstrap or an operator may have applied by hand.
+    tree's files (outside other clusters' folders, the same namespace or none), which bootstrap or an
+    operator may have applied by hand.
     """
-    applied = [*tree.root_objects(cluster.name), *(o for p in cluster.phases if p.built for o in p.objects)]
-    for obj in applied:
+    for obj in _applied(tree, cluster):
         if obj.get("kind") == kind and meta(obj) == (name, namespace):
             return obj
-    own = tree.rel(cluster.folder) + "/"
+    others = [
+        tree.repo.rel(f) + "/"
+        for n, f in tree.discovered.items()
+        if n != cluster.name and not cluster.folder.is_relative_to(f)
+    ]
     for docs in tree.sources.docs.values():
         for doc in docs:
             if doc.kind != kind or doc.name != name or doc.namespace not in ("", namespace):
                 continue
-            if doc.file.startswith("k8s/clusters/") and not doc.file.startswith(own):
+            if any(doc.file.startswith(o) for o in others):
                 continue
             return doc.data
     return None
@@ -394,7 +594,7 @@ def _report_build_failures(tree: Tree) -> None:
         tree.findings.error("build", f"kustomize build fails: {tree.builds[folder].error}", file=kfile)
     for cluster in tree.clusters.values():
         for phase in cluster.phases:
-            flux_plan = tree.plans.get((cluster.name, phase.name))
+            flux_plan = tree.plans.get((cluster.name, *phase.key))
             target = flux_plan.target if flux_plan is not None else None
             built = tree.builds.get(target) if isinstance(target, Overlay) else None
             if target is None or built is None or built.ok:
@@ -421,12 +621,14 @@ def reachable_folders(start: Path, seen: dict[Path, str]) -> None:
 
 
 def _report_orphans(tree: Tree) -> None:
+    """Kustomization folders under ``fluxops.layout.folders`` that no build reads (none without it)."""
     used = set(tree.folders)
-    for kfile in sorted(tree.repo.k8s.rglob("kustomization.yaml")):
-        folder = kfile.parent.resolve()
-        if folder not in used:
-            tree.findings.warning(
-                "unused",
-                f"{tree.rel(folder)} is built by no phase of any cluster (remove it or reference it)",
-                file=tree.rel(kfile),
-            )
+    for rel in tree.layout.folders:
+        for kfile in sorted((tree.repo.root / rel).rglob("kustomization.yaml")):
+            folder = kfile.parent.resolve()
+            if folder not in used:
+                tree.findings.warning(
+                    "unused",
+                    f"{tree.rel(folder)} is built by no phase of any cluster (remove it or reference it)",
+                    file=tree.rel(kfile),
+                )

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fluxops.layout import graph, secrets_check
+from fluxops.errors import LayoutError
+from fluxops.layout import graph, policy, secrets_check
 from fluxops.layout.findings import Findings
 from fluxops.layout.locate import label, where
-from fluxops.layout.model import BOOTSTRAP_NAME, Cluster, meta
+from fluxops.layout.model import Cluster, meta
 from fluxops.layout.schema_checks import check_schemas
 from fluxops.layout.schemas import SchemaChecker
 from fluxops.layout.site_checks import check_site_values
-from fluxops.layout.sources import line_of
-from fluxops.layout.tree import Tree, load
+from fluxops.layout.tree import Progress, Tree, load
+from fluxops.settings import LayoutSettings, repository_layout
 
 SCHEMA_CACHE = "schemas.json"
 CHART_SOURCE_KINDS = ("HelmRepository", "GitRepository", "Bucket", "OCIRepository", "HelmChart")
@@ -25,46 +26,67 @@ def validate(
     jobs: int | None = None,
     cache: bool = True,
     key_dir: Path | None = None,
+    layout: LayoutSettings | None = None,
+    progress: Progress | None = None,
 ) -> tuple[Tree, Findings]:
-    """Load, build and check the tree (or one cluster); the findings say what is wrong and where.
+    """Load, build and check the repository at ``root`` (or one cluster); the findings say what is wrong
+    and where.
 
-    With ``key_dir`` (the key store) encrypted files whose cluster key is there are decrypted to
-    verify their MACs; without it only an environment key (SOPS_AGE_KEY_FILE, ...) is used.
+    Flux's own rules always apply; ``layout.policy`` adds a conventions policy
+    (:mod:`fluxops.layout.policy`). ``layout`` defaults to the ``fluxops.layout`` settings of
+    ``root``'s invoke.yaml (see :func:`fluxops.layout.tree.load`); ``progress`` is called as builds
+    finish. With ``key_dir`` (the key store) encrypted files whose cluster key is there are decrypted
+    to verify their MACs; without it only an environment key (SOPS_AGE_KEY_FILE, ...) is used.
     """
-    tree = load(root, cluster, jobs=jobs, cache=cache)
+    if layout is None:
+        if not Path(root).is_dir():
+            raise LayoutError(f"{root} is not a folder: give the root of a repository holding a Flux tree")
+        layout = repository_layout(Path(root))
+    policy.known(layout.policy)
+    tree = load(root, cluster, jobs=jobs, cache=cache, layout=layout, progress=progress)
     findings = tree.findings
     cache_file = tree.repo.cache_dir.parent / SCHEMA_CACHE if cache else None
     checker = SchemaChecker(cache_file, root=tree.repo.root)
     for c in tree.clusters.values():
         check_schemas(tree, c, checker, findings)
         graph.check_graph(c, findings)
-        check_crd_order(tree, c, findings)
+        if layout.policy is None:  # a policy decides CRD order itself
+            check_crd_order(tree, c, findings)
         check_chart_sources(tree, c, findings)
-        check_phase_sources(tree, c, findings)
         secrets_check.check_decryption(c, findings)
         check_built_secrets(tree, c, findings)
     checker.save()
     check_site_values(tree, findings)  # the inventory named by invoke.yaml, when there is one
-    only = ("k8s/base/", f"k8s/clusters/{cluster}/") if cluster else ()
-    secrets_check.check_files(tree.repo.root, tree.sources, findings, only, key_dir)
+    policy.check(layout.policy, tree, findings)
+    secrets_check.check_files(tree.repo.root, tree.sources, findings, tree.scope(), key_dir)
     return tree, findings
 
 
 def check_crd_order(tree: Tree, cluster: Cluster, findings: Findings) -> None:
-    """Custom resources only in phases that wait on the phase installing their CRD."""
-    for phase, obj, severity, reason in graph.crd_ordering(cluster):
-        add = findings.error if severity == "error" else findings.warning
-        add("crd-order", f"{label(obj)}: {reason}", **where(tree, cluster, phase, obj))
+    """A custom resource whose CRD a phase it does not depend on installs: a warning (Flux retries
+    until the CRD exists, so it converges, a reconciliation later).
+    """
+    for issue in graph.crd_ordering(cluster, tree.root_objects(cluster.name)):
+        if issue.case != "unordered":
+            continue  # no CRD in the tree: the schema check says so
+        findings.warning(
+            "crd-order",
+            f"{label(issue.obj)}: {issue.kind} is applied by {issue.phase.name}, but its CRD is installed by "
+            f"{' and '.join(issue.installers)}, which {issue.phase.name} does not depend on; Flux retries "
+            f"until the CRD exists (add dependsOn {issue.installers[0]} to apply it in one pass)",
+            **where(tree, cluster, issue.phase, issue.obj),
+        )
 
 
 def check_chart_sources(tree: Tree, cluster: Cluster, findings: Findings) -> None:
     """Each HelmRelease's chart source exists among the cluster's objects."""
-    known = set()
-    for phase in cluster.phases:
-        for obj in [phase.obj, *phase.objects]:
-            if obj.get("kind") in CHART_SOURCE_KINDS:
-                name, namespace = meta(obj)
-                known.add((obj["kind"], name, namespace))
+    own_kind, own_namespace, own_name = cluster.entry.source
+    known = {(own_kind, own_name, own_namespace)}
+    objects = [o for p in cluster.phases for o in [p.obj, *p.objects]] + tree.root_objects(cluster.name)
+    for obj in objects:
+        if obj.get("kind") in CHART_SOURCE_KINDS:
+            name, namespace = meta(obj)
+            known.add((obj["kind"], name, namespace))
     for phase in cluster.phases:
         for obj in phase.objects:
             if obj.get("kind") != "HelmRelease":
@@ -87,33 +109,6 @@ def check_chart_sources(tree: Tree, cluster: Cluster, findings: Findings) -> Non
                     f"cluster {cluster.name}",
                     **where(tree, cluster, phase, obj, *path),
                 )
-
-
-def check_phase_sources(tree: Tree, cluster: Cluster, findings: Findings) -> None:
-    """Each phase's sourceRef exists in the cluster (bootstrap's flux-system GitRepository always does)."""
-    known = {
-        (str(o.get("kind")), *meta(o))
-        for phase in cluster.phases
-        for o in [*phase.objects, *tree.root_objects(cluster.name)]
-        if str(o.get("apiVersion", "")).startswith("source.toolkit.fluxcd.io/")
-    }
-    for phase in cluster.phases:
-        ref = phase.spec.get("sourceRef")
-        if not isinstance(ref, dict) or ref.get("name") == BOOTSTRAP_NAME:
-            continue
-        key = (
-            str(ref.get("kind", "")),
-            str(ref.get("name", "")),
-            str(ref.get("namespace") or phase.namespace),
-        )
-        if key not in known:
-            findings.error(
-                "source-missing",
-                f"Kustomization {phase.name}: its source {key[0]} {key[2]}/{key[1]} is defined nowhere in "
-                f"cluster {cluster.name}",
-                cluster=cluster.name,
-                **{**phase.where, "line": line_of(phase.src, "spec", "sourceRef") or phase.line},
-            )
 
 
 def check_built_secrets(tree: Tree, cluster: Cluster, findings: Findings) -> None:

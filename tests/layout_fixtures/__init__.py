@@ -8,7 +8,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from fluxops.settings import LayoutSettings
+
 REPO = Path(__file__).resolve().parents[2]
+# The layout settings of this repository's invoke.yaml (a copy of its tree has no invoke.yaml).
+THIS_REPO = LayoutSettings(policy="fluxops-phases", folders=("k8s",))
 
 
 @functools.cache
@@ -20,7 +24,7 @@ def pristine_root() -> Path:
     atexit.register(shutil.rmtree, root, True)
     shutil.copytree(REPO / "k8s", root / "k8s")
     shutil.copy2(REPO / ".sops.yaml", root / ".sops.yaml")
-    validate(root)
+    validate(root, layout=THIS_REPO)
     return root
 
 

@@ -1,4 +1,7 @@
-"""The layout library's pure parts: line numbers, cycles, JSON patches, sops detection, CRD ordering."""
+"""The layout library's pure parts: line numbers, cycles, JSON patches, sops detection, CRD ordering.
+
+Schemas are tested in test_layout_schemas*.py.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from fluxops.layout import audit, graph, secrets_check
+from fluxops.layout.findings import Findings
 from fluxops.layout.kustomize import Builder
 from fluxops.layout.model import Cluster, Phase
-from fluxops.layout.schemas import check_core, check_flux
 from fluxops.layout.sources import YamlSyntaxError, line_of, load_all
 
 FLUX_KS = {
@@ -65,12 +68,42 @@ def test_crd_ordering() -> None:
     same = Cluster("c", Path("."), [phase("crds", [], [crd, pool])])
     assert graph.crd_ordering(same) == []
     racing = Cluster("c", Path("."), [phase("crds", [], [crd]), phase("config", [], [pool])])
-    [(p, _, severity, reason)] = graph.crd_ordering(racing)
-    assert (p.name, severity) == ("config", "error") and "dependsOn crds" in reason
+    [issue] = graph.crd_ordering(racing)
+    assert (issue.phase.name, issue.case, issue.installers, issue.kind) == (
+        "config",
+        "unordered",
+        ("crds",),
+        "IPAddressPool.metallb.io",
+    )
+    assert graph.crd_ordering(racing, root_objects=[crd]) == []  # the cluster folder installs it first
     nowhere = Cluster("c", Path("."), [phase("apps", [], [unknown])])
-    assert graph.crd_ordering(nowhere)[0][2] == "error"
+    assert graph.crd_ordering(nowhere)[0].case == "nowhere"
     charted = Cluster("c", Path("."), [phase("infra", [], [release]), phase("apps", ["infra"], [unknown])])
-    assert graph.crd_ordering(charted)[0][2] == "warning"
+    assert [(i.case, i.installers) for i in graph.crd_ordering(charted)] == [("charted", ("infra",))]
+
+
+def test_depends_on_is_namespaced() -> None:
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "spec": {"group": "metallb.io", "names": {"kind": "IPAddressPool"}},
+    }
+    pool = {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": "p"}}
+    crds = Phase("crds", "infra", {"metadata": {"name": "crds", "namespace": "infra"}}, objects=[crd])
+    same_ns = {"spec": {"dependsOn": [{"name": "crds"}]}}
+    other_ns = {"spec": {"dependsOn": [{"name": "crds", "namespace": "infra"}]}}
+    wrong = Cluster("c", Path("."), [crds, Phase("config", "apps", same_ns, objects=[pool])])
+    assert wrong.phases[1].depends_refs == [("apps", "crds")]
+    assert [i.case for i in graph.crd_ordering(wrong)] == ["unordered"]
+    findings = Findings()
+    graph.check_graph(wrong, findings)
+    assert [f.code for f in findings.errors] == ["depends-on-missing"]
+    right = Cluster("c", Path("."), [crds, Phase("config", "apps", other_ns, objects=[pool])])
+    assert right.ancestors(right.phases[1]) == {("infra", "crds")}
+    assert graph.crd_ordering(right) == []
+    findings = Findings()
+    graph.check_graph(right, findings)
+    assert findings.items == []
 
 
 def test_sops_detection() -> None:
@@ -118,23 +151,6 @@ def test_common_and_similarity() -> None:
     b = {"kind": "K", "spec": {"x": 2, "y": [{"n": "a", "v": 1}]}}
     assert audit.common([a, b]) == {"kind": "K", "spec": {"y": [{"n": "a", "v": 1}]}}
     assert audit.similarity(a, b) == pytest.approx(3 / 4)
-
-
-def test_schemas() -> None:
-    assert check_flux(FLUX_KS) == []
-    bad = copy.deepcopy(FLUX_KS)
-    bad["spec"]["interval"] = "soon"
-    bad["spec"]["dependOn"] = []
-    messages = [p.message for p in check_flux(bad)]
-    assert any("spec.interval" in m for m in messages) and any(
-        "spec.dependOn: unknown field" in m for m in messages
-    )
-    old = copy.deepcopy(FLUX_KS)
-    old["apiVersion"] = "kustomize.toolkit.fluxcd.io/v1beta2"
-    assert [p.severity for p in check_flux(old) if p.path == ("apiVersion",)] == ["warning"]
-    assert check_core({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}}) == []
-    assert check_core({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}, "spc": {}})
-    assert check_core({"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool"}) is None
 
 
 def test_cache_key_follows_every_input(tmp_path: Path) -> None:

@@ -12,7 +12,10 @@ from fluxops.layout import report
 from fluxops.layout.findings import Finding
 from fluxops.layout.validate import validate
 from fluxops.secrets.sops import Sops
-from tests.layout_fixtures import REPO, copy_tree, pristine_root
+from fluxops.settings import LayoutSettings, repository_layout
+from tests.layout_fixtures import REPO, THIS_REPO, copy_tree, pristine_root
+
+FLUX_ONLY = LayoutSettings()  # Flux's own rules, no policy
 
 
 @pytest.fixture
@@ -42,14 +45,16 @@ def write(root: Path, rel: str, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def errors(root: Path, cluster: str | None = None) -> list[Finding]:
-    """The error findings of validating ``root``."""
-    return validate(root, cluster)[1].errors
+def errors(root: Path, cluster: str | None = None, layout: LayoutSettings = THIS_REPO) -> list[Finding]:
+    """The error findings of validating ``root`` (with this repository's policy unless told)."""
+    return validate(root, cluster, layout=layout)[1].errors
 
 
 def test_shipped_tree_validates() -> None:
-    tree, findings = validate(REPO)
+    assert repository_layout(REPO) == THIS_REPO
+    tree, findings = validate(REPO)  # this repository's invoke.yaml: its policy, clusters under k8s/
     assert findings.errors == [], report.text(tree, findings)
+    assert not [f for f in findings.warnings if f.code != "unused"], report.text(tree, findings)
     assert set(tree.clusters) >= {"lab", "phx"}
     for cluster in tree.clusters.values():
         names = {p.name for p in cluster.phases}
@@ -62,7 +67,7 @@ def test_pristine_copy_validates(pristine: Path) -> None:
 
 
 def test_cached_run_uses_the_cache(pristine: Path) -> None:
-    tree, _ = validate(pristine)
+    tree, _ = validate(pristine, layout=THIS_REPO)
     assert tree.builds and all(b.cached for b in tree.builds.values())
 
 
@@ -72,7 +77,7 @@ def test_unknown_cluster_is_refused(pristine: Path) -> None:
 
 
 def test_no_tree_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(LayoutError, match="no GitOps tree"):
+    with pytest.raises(LayoutError, match=r"no Flux cluster found in .*entry Kustomization.*flux-system"):
         validate(tmp_path)
 
 
@@ -231,9 +236,9 @@ BROKEN: list[tuple[str, Callable[[Path], None], str, str, str]] = [
     ),
     ("Flux apiVersion", _wrong_flux_api_version, "api-version", "lab/storage.yaml", "v1beta9"),
     ("core apiVersion", _wrong_core_api_version, "api-version", "twingate/deployment.yaml", "apps/v1beta9"),
-    ("legacy folder", _legacy_folder, "legacy", "k8s/infrastructure", "legacy"),
+    ("legacy folder", _legacy_folder, "no-legacy-folders", "k8s/infrastructure", "legacy"),
     ("no decryption", _no_decryption, "decryption-missing", "lab/infrastructure-config.yaml", "decryption"),
-    ("phase not waiting", _not_waiting, "wait", "lab/infrastructure.yaml", "wait: true"),
+    ("phase not waiting", _not_waiting, "wait-blocking", "lab/infrastructure.yaml", "wait: true"),
     (
         "unknown Flux field",
         _unknown_field,
@@ -262,7 +267,7 @@ def test_broken_tree_is_caught(
     assert hits, f"{case}: no {code} error in {file} mentioning {words!r}; got:\n" + "\n".join(
         f"{f.code} {f.where} {f.message}" for f in found
     )
-    assert all(f.line for f in hits if f.code not in ("legacy",)), hits
+    assert all(f.line for f in hits if f.code not in ("no-legacy-folders",)), hits
 
 
 def test_line_numbers_point_at_the_cause(tree_copy: Path) -> None:
@@ -305,7 +310,7 @@ def test_json_report(tree_copy: Path) -> None:
 
 def test_text_report_groups_by_cluster_and_phase(tree_copy: Path) -> None:
     _not_waiting(tree_copy)
-    tree, findings = validate(tree_copy)
+    tree, findings = validate(tree_copy, layout=THIS_REPO)
     text = report.text(tree, findings)
     lines = text.splitlines()
     assert "cluster lab" in lines
@@ -336,3 +341,58 @@ def test_secret_value_sops_leaves_in_clear_validates(tree_copy: Path) -> None:
     path.write_text(Sops(tree_copy).encrypt_text(plaintext, path), encoding="utf-8")
     assert 'previous-key: ""' in path.read_text(encoding="utf-8")
     assert errors(tree_copy) == []
+
+
+POLICY_ONLY = [b for b in BROKEN if b[2] in ("no-legacy-folders", "wait-blocking")]
+
+
+@pytest.mark.parametrize(
+    ("case", "breaker", "code", "file", "words"), POLICY_ONLY, ids=[b[0] for b in POLICY_ONLY]
+)
+def test_policy_rules_are_off_without_the_policy(
+    tree_copy: Path, case: str, breaker: Callable[[Path], None], code: str, file: str, words: str
+) -> None:
+    breaker(tree_copy)
+    assert errors(tree_copy, layout=FLUX_ONLY) == []
+    found = [f for f in errors(tree_copy) if f.code == code]
+    assert found and all(f.message.endswith("(policy fluxops-phases)") for f in found), found
+
+
+def test_cr_before_its_crd_is_a_warning_under_flux_rules(tree_copy: Path) -> None:
+    _cr_before_crd(tree_copy)
+    _, findings = validate(tree_copy, layout=FLUX_ONLY)
+    assert not [f for f in findings.errors if f.code == "crd-order"]
+    [warning] = [f for f in findings.warnings if f.code == "crd-order"]
+    assert "Flux retries until the CRD exists" in warning.message and "add dependsOn crds" in warning.message
+    assert (warning.file, warning.line) == ("k8s/clusters/lab/extras/pool.yaml", 1)
+    [error] = [f for f in errors(tree_copy) if f.code == "crd-order"]
+    assert error.message.endswith("(policy fluxops-phases)") and error.file == warning.file
+
+
+def test_depends_on_compares_namespaces(tree_copy: Path) -> None:
+    edit(
+        tree_copy,
+        "k8s/clusters/lab/apps.yaml",
+        "    - name: infrastructure-config\n",
+        "    - name: infrastructure-config\n      namespace: default\n",
+    )
+    [hit] = [f for f in errors(tree_copy, layout=FLUX_ONLY) if f.code == "depends-on-missing"]
+    assert "dependsOn default/infrastructure-config" in hit.message, hit
+    assert "there is one in namespace flux-system: set namespace: flux-system" in hit.message
+    line = (tree_copy / hit.file).read_text(encoding="utf-8").splitlines()[hit.line - 1]
+    assert line.strip() == "- name: infrastructure-config"
+    edit(tree_copy, "k8s/clusters/lab/apps.yaml", "namespace: default\n", "namespace: flux-system\n")
+    assert errors(tree_copy, layout=FLUX_ONLY) == []
+
+
+def test_unknown_policy_is_refused(pristine: Path) -> None:
+    with pytest.raises(LayoutError, match=r"unknown layout policy 'strict'.*fluxops-phases"):
+        validate(pristine, layout=LayoutSettings(policy="strict"))
+
+
+def test_cold_validation_reports_progress(tree_copy: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    tree, _ = validate(tree_copy, cache=False, layout=THIS_REPO, progress=lambda d, t: calls.append((d, t)))
+    done = [d for d, _ in calls]
+    assert done == list(range(1, len(calls) + 1)), calls
+    assert all(d <= t for d, t in calls) and calls[-1] == (len(tree.builds), len(tree.builds)), calls
