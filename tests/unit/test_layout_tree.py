@@ -351,5 +351,5 @@ def test_colour_on_a_terminal_only_without_no_color() -> None:
 
 
 def test_invoke_new_cluster_refuses_existing_name() -> None:
-    result = local().run([*INVOKE, "layout.new-cluster", "phx"], cwd=REPO, timeout=60, check=False)
+    result = local().run([*INVOKE, "layout.new-cluster", "--name", "phx"], cwd=REPO, timeout=60, check=False)
     assert result.rc == 1 and "already exists" in result.stderr
