@@ -1,41 +1,215 @@
-"""Time `invoke layout.validate` on the whole tree: cold (no cache) and cached, median of 5 each.
+"""Time ``layout.validate``: this repository's tree, and a generated ~80-Kustomization repository per
+cluster against the serial ``kubectl kustomize`` loop every build-based validator pays.
 
-Run from the checkout: .venv/bin/python bench/layout_validate.py
+Run from the checkout: .venv/bin/python bench/layout_validate.py [--runs N] [--clusters 1,2,4]
+    [--kustomizations 80] [--skip-tree] [--skip-big]
+
+1. This repository: ``invoke layout.validate`` cold (cache removed) and cached, median of ``--runs``.
+2. The repository of bench/big_repo.py with 1, 2 and 4 clusters (``--kustomizations`` Flux
+   Kustomizations each): ``validate()`` in a fresh interpreter, cold (empty cache) and warm (the
+   same cache again, median of ``--runs``); then ``kubectl kustomize`` of every Kustomization's
+   ``spec.path``, one after another (what flux2-kustomize-helm-example's validate.sh and flux-local
+   do per Kustomization), in the same run; and the ratio cold / serial loop. Whatever the code finds
+   is counted (errors, warnings, Kustomizations), so the table also says how well it read the repo.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.big_repo import BigRepo, write_repo  # noqa: E402
+from fluxops.layout.model import CACHE_ENV  # noqa: E402
 from fluxops.shell import local  # noqa: E402
 
+BIN = Path(sys.executable).parent
 CACHE = ROOT / ".fluxops" / "cache"
-COMMAND = [str(ROOT / ".venv" / "bin" / "invoke"), "layout.validate"]
-RUNS = 5
+INVOKE = [str(BIN / "invoke"), "layout.validate"]
+KUBECTL = str(BIN / "kubectl")
+CHILD_TIMEOUT = 1800
 
 
-def timed() -> float:
+# -- this repository --------------------------------------------------------------------------------
+
+
+def timed_invoke() -> float:
     started = time.perf_counter()
-    local().run(COMMAND, cwd=ROOT, timeout=600)
+    local().run(INVOKE, cwd=ROOT, timeout=600, check=False)
     return time.perf_counter() - started
 
 
-def main() -> None:
+def bench_tree(runs: int) -> None:
+    """``invoke layout.validate`` on the checkout, cold and cached."""
     cold, cached = [], []
-    for _ in range(RUNS):
+    for _ in range(runs):
         shutil.rmtree(CACHE, ignore_errors=True)
-        cold.append(timed())
-        cached.append(timed())
+        cold.append(timed_invoke())
+        cached.append(timed_invoke())
+    print(f"this repository: invoke layout.validate, {runs} run(s) each")
     for name, values in (("cold", cold), ("cached", cached)):
-        runs = " ".join(f"{v:.2f}" for v in values)
-        print(f"{name:7} median {statistics.median(values):.2f} s  (runs: {runs})")
+        each = " ".join(f"{v:.2f}" for v in values)
+        print(f"  {name:7} median {statistics.median(values):.2f} s  (runs: {each})")
+
+
+# -- the generated repository -----------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """One validate run in its own interpreter: wall time, time inside validate(), what it found."""
+
+    wall: float
+    inner: float = 0.0
+    errors: int = 0
+    warnings: int = 0
+    kustomizations: int = 0
+    failed: str = ""
+
+
+def child(root: Path) -> None:
+    """(In the child process.) Validate ``root``; print what was found as JSON."""
+    from fluxops.layout.validate import validate
+
+    started = time.perf_counter()
+    try:
+        tree, findings = validate(root)
+    except Exception as exc:  # today's code may refuse a repository it cannot read
+        print(json.dumps({"failed": f"{type(exc).__name__}: {exc}"}))
+        return
+    print(
+        json.dumps(
+            {
+                "inner": time.perf_counter() - started,
+                "errors": len(findings.errors),
+                "warnings": len(findings.warnings),
+                "kustomizations": sum(len(c.phases) for c in tree.clusters.values()),
+            }
+        )
+    )
+
+
+def validate_once(root: Path, cache: Path) -> Outcome:
+    """Validate ``root`` in a fresh interpreter with its build cache in ``cache``."""
+    env = {**os.environ, CACHE_ENV: str(cache), "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", str(root)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=CHILD_TIMEOUT,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    try:
+        data = json.loads(result.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return Outcome(wall, failed=f"exit {result.returncode}: {result.stderr.strip()[-300:]}")
+    return Outcome(wall, **data)
+
+
+def serial_kustomize(repo: BigRepo) -> tuple[float, int]:
+    """``kubectl kustomize`` of every Kustomization's path, one after another: (seconds, failures)."""
+    failures = 0
+    started = time.perf_counter()
+    for path in repo.paths:
+        result = subprocess.run(
+            [KUBECTL, "kustomize", "--load-restrictor=LoadRestrictionsNone", str(repo.root / path)],
+            capture_output=True,
+            check=False,
+        )
+        failures += result.returncode != 0
+    return time.perf_counter() - started, failures
+
+
+@dataclass
+class Row:
+    clusters: int
+    kustomizations: int
+    cold: Outcome
+    warm: list[Outcome]
+    serial: float
+    serial_failures: int
+
+    @property
+    def warm_wall(self) -> float:
+        return statistics.median(o.wall for o in self.warm)
+
+    @property
+    def warm_inner(self) -> float:
+        return statistics.median(o.inner for o in self.warm)
+
+
+def bench_big(clusters: int, kustomizations: int, runs: int, scratch: Path) -> Row:
+    """Cold, warm and the serial loop on a fresh repository of ``clusters`` clusters."""
+    repo = write_repo(scratch / f"repo-{clusters}", clusters, kustomizations)
+    cache = scratch / f"cache-{clusters}"
+    cold = validate_once(repo.root, cache)
+    warm = [validate_once(repo.root, cache) for _ in range(runs)]
+    serial, failures = serial_kustomize(repo)
+    return Row(clusters, len(repo.paths), cold, warm, serial, failures)
+
+
+def print_rows(rows: list[Row]) -> None:
+    header = (
+        "clusters  Kustomizations  cold s (in validate)  warm s (in validate)  serial kubectl kustomize s"
+        "  cold/serial  found  errors  warnings"
+    )
+    print(header)
+    for r in rows:
+        found = "-" if r.cold.failed else str(r.cold.kustomizations)
+        print(
+            f"{r.clusters:>8}  {r.kustomizations:>14}  {r.cold.wall:>7.2f} ({r.cold.inner:>5.2f})"
+            f"       {r.warm_wall:>7.2f} ({r.warm_inner:>5.2f})"
+            f"       {r.serial:>20.2f}{'' if not r.serial_failures else f' ({r.serial_failures} failed)'}"
+            f"  {r.cold.wall / r.serial:>11.2f}  {found:>5}  {r.cold.errors:>6}  {r.cold.warnings:>8}"
+        )
+    for r in rows:
+        if r.cold.failed:
+            print(f"  {r.clusters} cluster(s): validate failed: {r.cold.failed}")
+    first = rows[0]
+    for r in rows[1:]:
+        extra = (r.cold.wall - first.cold.wall) / (r.clusters - first.clusters)
+        print(
+            f"  {first.clusters} -> {r.clusters} clusters: cold +{extra:.2f} s per extra cluster "
+            f"({first.cold.wall / first.clusters:.2f} s per cluster at {first.clusters}), "
+            f"serial loop +{(r.serial - first.serial) / (r.clusters - first.clusters):.2f} s per extra one"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="warm (and this tree's) runs, median taken")
+    parser.add_argument("--clusters", default="1,2,4", help="cluster counts of the generated repository")
+    parser.add_argument("--kustomizations", type=int, default=80, help="Flux Kustomizations per cluster")
+    parser.add_argument("--skip-tree", action="store_true", help="do not time this repository's tree")
+    parser.add_argument("--skip-big", action="store_true", help="do not time the generated repository")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        child(args.child)
+        return 0
+    if not args.skip_tree:
+        bench_tree(args.runs)
+    if not args.skip_big:
+        counts = [int(c) for c in args.clusters.split(",")]
+        with tempfile.TemporaryDirectory(prefix="fluxops-bench-") as scratch:
+            rows = [bench_big(n, args.kustomizations, args.runs, Path(scratch)) for n in counts]
+        print(f"\ngenerated repository (bench/big_repo.py), {args.kustomizations} Kustomizations per cluster")
+        print_rows(rows)
+    return 0
 
 
 if __name__ == "__main__":
