@@ -1,0 +1,320 @@
+"""The rehearsal: a cluster's Flux tree reconciled on a fresh simulated node, in-process, offline.
+
+What happens, as ``flux bootstrap`` and Flux would do it on a real node:
+
+1. the cluster is found as :mod:`fluxops.layout.discovery` finds it: its entry Kustomization
+   (bootstrap's ``flux-system``) and the GitRepository it reads;
+2. the working tree, uncommitted changes included, becomes a commit in a throw-away repository
+   (:mod:`fluxops.sim.snapshot`); the node's source-controller fetches the GitRepository's URL from
+   there (the URL stays as the tree writes it: Flux's CRD admits no ``file://`` URL);
+3. a fresh node (k3s namespaces and CRDs) gets ``flux install``, the ``sops-age`` Secret with the
+   cluster's age key (none with ``no_key``), bootstrap's ``flux-system`` Secret (a placeholder: git
+   runs against the local snapshot), the GitRepository and the entry Kustomization;
+4. the controllers run on a virtual clock: every interval, retry, dependency requeue (30 s) and
+   health-check timeout is honoured without being waited for, until every Kustomization and
+   HelmRelease is Ready or nothing has changed for the longest retry-plus-timeout of any phase.
+
+The result lists each phase (Kustomization) with when it started and became Ready, or why not, each
+HelmRelease, and the timeline. It fails when a ``wait: true`` phase is not Ready; a phase without
+``wait`` that fails is reported and does not fail it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fluxops.errors import FluxopsError
+from fluxops.masking import Secret
+from fluxops.sim import conditions as cond
+from fluxops.sim import helm, kustomization, snapshot
+from fluxops.sim.api import name_of
+from fluxops.sim.clock import VirtualClock, parse_duration
+from fluxops.sim.cluster import SimCluster
+from fluxops.sim.results import Event
+from fluxops.sim.store import State
+
+SOPS_SECRET = "sops-age"  # the Secret bootstrap creates in flux-system (its data key ends in .agekey)
+SOPS_KEY_ENTRY = "age.agekey"
+HORIZON = 6 * 3600.0  # simulated seconds a rehearsal may last at most
+SOURCE_GROUP = "source.toolkit.fluxcd.io"
+DEFAULT_URL = "ssh://git@rehearsal.invalid/repository.git"
+
+
+@dataclass
+class Entry:
+    """What bootstrap would apply for a cluster: its GitRepository and entry Kustomization."""
+
+    cluster: str
+    folder: Path
+    git_repository: dict[str, Any]
+    kustomization: dict[str, Any]
+
+    @property
+    def url(self) -> str:
+        """The GitRepository's URL as the tree writes it."""
+        return str((self.git_repository.get("spec") or {}).get("url", DEFAULT_URL))
+
+    @property
+    def branch(self) -> str:
+        """The branch the GitRepository follows (Flux's default: master)."""
+        ref = (self.git_repository.get("spec") or {}).get("ref") or {}
+        return str(ref.get("branch") or "master")
+
+
+@dataclass
+class Phase:
+    """One Kustomization of the rehearsal and how it went."""
+
+    name: str
+    namespace: str
+    wait: bool
+    depends_on: list[str]
+    ready: bool = False
+    reason: str = ""
+    message: str = ""
+    stage: str = ""
+    started: float | None = None
+    ready_at: float | None = None
+    attempts: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """For JSON output."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class Release:
+    """A HelmRelease at the end of the rehearsal."""
+
+    name: str
+    namespace: str
+    ready: bool
+    reason: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """For JSON output."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class Rehearsal:
+    """The outcome: phases, releases, the timeline (times are simulated seconds from the start)."""
+
+    cluster: str
+    root: Path
+    snapshot: snapshot.Snapshot
+    key: str
+    phases: list[Phase] = field(default_factory=list)
+    releases: list[Release] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    start: float = 0.0
+    end: float = 0.0
+    seconds: float = 0.0  # real time it took
+
+    @property
+    def failed_waiting(self) -> list[Phase]:
+        """``wait: true`` phases (and the entry) that did not become Ready: these fail the rehearsal."""
+        return [p for p in self.phases if not p.ready and (p.wait or p.name == self.entry_name)]
+
+    @property
+    def entry_name(self) -> str:
+        """The entry Kustomization's name."""
+        return self.phases[0].name if self.phases else ""
+
+    @property
+    def ok(self) -> bool:
+        """True when every wait:true phase is Ready."""
+        return not self.failed_waiting and bool(self.phases)
+
+
+def find_entry(root: Path, cluster: str) -> Entry:
+    """The cluster's entry Kustomization and GitRepository, as layout discovery finds them (synthesised
+    as ``flux bootstrap --path=<cluster folder>`` writes them when the tree does not hold them)."""
+    from fluxops.layout.discovery import discover
+    from fluxops.layout.sources import read_sources
+    from fluxops.settings import repository_layout
+
+    root = Path(root).resolve()
+    layout = repository_layout(root)
+    folders = [(root / f).resolve() for f in layout.folders] or [root]
+    sources = read_sources(root, folders)
+    found = discover(root, sources, layout)
+    names = [c.name for c in found.clusters]
+    chosen = next((c for c in found.clusters if c.name == cluster), None)
+    if chosen is None:
+        raise FluxopsError(f"unknown cluster {cluster!r}: {root} has {', '.join(names) or 'none'}")
+    entry = chosen.entry
+    rel = chosen.folder.resolve().relative_to(root).as_posix()
+    ks = entry.obj or {
+        "apiVersion": f"{kustomization.GROUP}/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": entry.name, "namespace": entry.namespace},
+        "spec": {"interval": "10m0s", "path": f"./{rel}" if rel != "." else "./", "prune": True,
+                 "sourceRef": {"kind": entry.source[0], "name": entry.source[2]}},
+    }  # fmt: skip
+    kind, namespace, name = entry.source
+    doc = sources.find(kind, name, namespace) if kind == "GitRepository" else None
+    repo = doc.data if doc is not None else {
+        "apiVersion": f"{SOURCE_GROUP}/v1",
+        "kind": "GitRepository",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"interval": "1m0s", "ref": {"branch": "main"}, "url": DEFAULT_URL,
+                 "secretRef": {"name": name}},
+    }  # fmt: skip
+    return Entry(cluster, chosen.folder, repo, ks)
+
+
+def _settle_window(state: State) -> float:
+    """How long nothing may change before the rehearsal ends: the longest time a phase that is not
+    Ready needs for its next attempt (its retryInterval, plus its timeout when health checks are what
+    failed or are running), plus the 30 s dependency requeue."""
+    longest = 0.0
+    for ks in state.list(kustomization.GROUP, "Kustomization"):
+        if cond.is_ready(ks):
+            continue
+        _, retry, timeout = kustomization.timings(ks.get("spec") or {})
+        _, reason, _ = cond.ready_reason(ks)
+        health = reason in (cond.HEALTH_CHECK_FAILED, cond.PROGRESSING, "")
+        longest = max(longest, retry + (timeout if health else 0.0))
+    return longest + kustomization.KUSTOMIZE_REQUEUE_DEPENDENCY
+
+
+def _fingerprint(state: State) -> tuple[Any, ...]:
+    """What the rehearsal watches for change: every Flux object's Ready condition and the object set."""
+    parts = []
+    for key, obj in sorted(state.objects.items()):
+        if obj.get("kind") in ("Kustomization", "HelmRelease"):
+            parts.append((key, cond.ready_reason(obj)))
+        else:
+            parts.append((key,))
+    return tuple(parts)
+
+
+def _all_ready(state: State) -> bool:
+    flux = state.list(kustomization.GROUP, "Kustomization") + state.list(helm.GROUP, "HelmRelease")
+    return bool(flux) and all(cond.is_ready(o) for o in flux)
+
+
+def rehearse(
+    root: Path,
+    cluster: str,
+    *,
+    identities: Secret | None,
+    key_label: str = "",
+    cache_dir: Path | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    time_factor: float | None = None,
+    keep: Path | None = None,
+) -> Rehearsal:
+    """Rehearse ``cluster`` of the repository at ``root``; ``identities`` None is a node without the key.
+
+    ``on_event`` sees each timeline event as it happens (times relative to the start); with
+    ``time_factor`` the simulated waits are slept, divided by it; ``keep`` keeps the node's state there.
+    """
+    began = time.monotonic()
+    entry = find_entry(root, cluster)
+    work = Path(tempfile.mkdtemp(prefix="fluxops-rehearse-"))
+    try:
+        snap = snapshot.take(Path(root), work / "source.git", entry.branch)
+        clock = VirtualClock(factor=time_factor)
+        node_dir = keep if keep is not None else work / "node"
+        settings = {"git_rewrites": {entry.url: snap.url}, "git_protocols": "file"}
+        sim = SimCluster.create(
+            node_dir, name=f"{cluster}-rehearsal", clock=clock, settings=settings, cache_dir=cache_dir
+        )
+        sim.install_flux()
+        if identities is not None:
+            sim.put_secret(SOPS_SECRET, "flux-system", {SOPS_KEY_ENTRY: identities})
+        secret_ref = ((entry.git_repository.get("spec") or {}).get("secretRef") or {}).get("name")
+        if secret_ref:
+            namespace = name_of(entry.git_repository)[0] or "flux-system"
+            sim.put_secret(secret_ref, namespace, {"identity": "", "identity.pub": "", "known_hosts": ""})
+        sim.apply([entry.git_repository, entry.kustomization], "flux", default_namespace="flux-system")
+        result = Rehearsal(cluster, Path(root), snap, key_label, start=clock.now())
+        watch = _Watch(clock, result, on_event)
+        sim.run(stop=watch.stop, horizon=clock.now() + HORIZON, on_events=watch.record)
+        state = sim.read()
+        result.end = clock.now()
+        result.phases = _phases(state, entry, result)
+        result.releases = [
+            Release(
+                o["metadata"]["name"], o["metadata"]["namespace"], cond.is_ready(o), *cond.ready_reason(o)[1:]
+            )
+            for o in state.list(helm.GROUP, "HelmRelease")
+        ]
+        result.seconds = time.monotonic() - began
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class _Watch:
+    """Records events (relative times) and decides when the rehearsal has settled."""
+
+    def __init__(
+        self, clock: VirtualClock, result: Rehearsal, on_event: Callable[[Event], None] | None
+    ) -> None:
+        self.clock = clock
+        self.result = result
+        self.on_event = on_event
+        self.last: tuple[Any, ...] = ()
+        self.changed = clock.now()
+
+    def record(self, events: list[Event]) -> None:
+        for event in events:
+            event.time -= self.result.start
+            self.result.events.append(event)
+            if self.on_event is not None:
+                self.on_event(event)
+
+    def stop(self, state: State) -> bool:
+        if _all_ready(state):
+            return True
+        now = self.clock.now()
+        print_ = _fingerprint(state)
+        if print_ != self.last:
+            self.last, self.changed = print_, now
+            return False
+        return now - self.changed >= _settle_window(state)
+
+
+def _phases(state: State, entry: Entry, result: Rehearsal) -> list[Phase]:
+    """Every Kustomization, the entry first, the rest in the order they started (then by name)."""
+    phases = []
+    for ks in state.list(kustomization.GROUP, "Kustomization"):
+        namespace, name = name_of(ks)
+        spec = ks.get("spec") or {}
+        deps = [str(d.get("name")) for d in spec.get("dependsOn") or [] if isinstance(d, dict)]
+        _, reason, message = cond.ready_reason(ks)
+        phase = Phase(name, namespace, spec.get("wait") is True, deps, cond.is_ready(ks), reason, message)
+        mine = [
+            e
+            for e in result.events
+            if e.kind == "Kustomization" and (e.namespace, e.name) == (namespace, name)
+        ]
+        starts = [e for e in mine if e.what == "started"]
+        phase.attempts = len(starts)
+        phase.started = starts[0].time if starts else None
+        readies = [e for e in mine if e.what == "ready"]
+        phase.ready_at = readies[0].time if readies and phase.ready else None
+        failures = [e for e in mine if e.what in ("failed", "waiting")]
+        if not phase.ready and failures:
+            phase.stage = failures[-1].stage
+        phases.append(phase)
+    entry_key = name_of(entry.kustomization)[1]
+    phases.sort(
+        key=lambda p: (p.name != entry_key, p.started if p.started is not None else float("inf"), p.name)
+    )
+    return phases
+
+
+def interval_of(ks: dict[str, Any]) -> float:
+    """A Kustomization's interval in seconds."""
+    return parse_duration((ks.get("spec") or {}).get("interval"), 600.0)
