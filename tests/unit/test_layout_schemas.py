@@ -9,10 +9,12 @@ at the file and line of the cause.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fluxops.layout import kube_schemas
 from fluxops.layout.findings import Finding, Findings
@@ -22,6 +24,7 @@ from fluxops.layout.tree import load
 from fluxops.layout.validate import validate
 
 FIXTURE = Path(__file__).resolve().parents[1] / "schema_fixtures" / "repo"
+DATA = Path(__file__).resolve().parents[2] / "fluxops" / "layout" / "schema_data" / "flux"
 CODES = ("schema", "api-version", "schema-unknown", "kubernetes-version")
 
 
@@ -325,3 +328,21 @@ def test_environment_overrides_the_project(repo: Path, monkeypatch: pytest.Monke
     project(repo, "v1.33.5+k3s1")
     monkeypatch.setenv("INVOKE_FLUXOPS_KUBERNETES_VERSION", "1.34")
     assert [f for f in schema_findings(repo) if f.code in CODES] == []
+
+
+def test_flux_crds_in_the_tree_win_over_the_shipped_ones(repo: Path) -> None:
+    """A repository holding Flux's CRDs (gotk-components.yaml) is checked against those."""
+    data = json.loads((DATA / "kustomize.toolkit.fluxcd.io" / "kustomization.json").read_text())
+    for version in data["spec"]["versions"]:
+        spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        spec.pop("deletionPolicy", None)  # as an older Flux had it
+    (repo / "k8s/crds/flux-kustomizations.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    edit(
+        repo,
+        "k8s/crds/kustomization.yaml",
+        "  - volumesnapshots.yaml",
+        "  - volumesnapshots.yaml\n  - flux-kustomizations.yaml",
+    )
+    hit = only(schema_findings(repo), "schema", "deletionPolicy")
+    assert "additional properties 'deletionPolicy' not allowed" in hit.message
+    assert "deletionPolicy" in line_of(repo, hit) and hit.file == "k8s/clusters/demo/apps.yaml"
