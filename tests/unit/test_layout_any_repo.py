@@ -453,6 +453,13 @@ def ho_typo_field(root: Path) -> Planted:
     return plant(root, "kubernetes/apps/network/envoy-gateway/ks.yaml", "  wait: false\n", "  wiat: false\n")
 
 
+def ho_typo_in_component(root: Path) -> Planted:
+    # the object's name is ${APP}: it is found by its file, not by the name it is applied with
+    return plant(
+        root, "kubernetes/components/volsync/pvc.yaml", "  storageClassName: ", "  storageClasName: "
+    )
+
+
 def ho_crd_schema(root: Path) -> Planted:
     return plant(
         root,
@@ -527,6 +534,7 @@ MISTAKES: list[tuple[str, str, Callable[[Path], Planted]]] = [
     ("home-ops", "dependsOn-namespace", ho_depends_on_namespace),
     ("home-ops", "substituteFrom-missing", ho_substitute_from_missing),
     ("home-ops", "typo-field", ho_typo_field),
+    ("home-ops", "typo-in-component", ho_typo_in_component),
     ("home-ops", "crd-schema", ho_crd_schema),
     ("home-ops", "missing-path", ho_missing_path),
     (THIS, "dependsOn-namespace", this_depends_on_namespace),
