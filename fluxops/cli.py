@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 from invoke import Argument, Exit, ParseError, Program, UnexpectedExit
@@ -103,7 +104,11 @@ class FluxopsProgram(Program):
         typing_value = len(tokens) > 1 and tokens[-2] in CLUSTER_FLAGS and not tokens[-1].startswith("-")
         if not (after_flag or typing_value):
             return False
-        for name in cluster_names(self.repository_root()):
+        # the line being completed is not parsed: a --path on it names the repository
+        given = [v for flag, v in pairwise(tokens) if flag == "--path"]
+        given += [t.removeprefix("--path=") for t in tokens if t.startswith("--path=")]
+        root = Path(given[-1]).expanduser().absolute() if given else self.repository_root()
+        for name in cluster_names(root):
             print(name)
         return True
 

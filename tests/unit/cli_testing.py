@@ -71,11 +71,13 @@ def vocabulary() -> dict[str, dict[str, Any]]:
 
 
 def schemas() -> dict[str, dict[str, Any]]:
-    """docs/cli.md's ``--json`` shapes: task name -> JSON Schema."""
+    """docs/cli.md's ``--json`` shapes: task name (a ``####`` heading) -> the JSON Schema under it."""
     found = {}
-    text = DOCS.read_text()
-    for match in re.finditer(r"^#### (\S+)\n(?:.*\n)*?```json\n(.*?)```", text, re.M | re.S):
-        found[match.group(1)] = json.loads(match.group(2))
+    for section in re.split(r"^#### ", DOCS.read_text(), flags=re.M)[1:]:
+        name, _, body = section.partition("\n")
+        block = re.search(r"^```json\n(.*?)^```", body, re.M | re.S)
+        if block:
+            found[name.strip()] = json.loads(block.group(1))
     return found
 
 
