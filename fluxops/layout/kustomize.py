@@ -20,20 +20,17 @@ import yaml
 from fluxops.clusters import kustomization_file
 from fluxops.errors import CommandError
 from fluxops.layout.overlay import Overlay, shadow_tree
-from fluxops.layout.sources import load_all
+from fluxops.layout.sources import generator_refs, load_all
+from fluxops.layout.yaml_compat import BuildOutputLoader, SubstitutedLoader
 from fluxops.shell import local
 
 BUILD_TIMEOUT = 120.0
-CACHE_FORMAT = "3"
+CACHE_FORMAT = "4"
 
 
-class OutputLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """Reads kustomize's output; timestamps stay the text written (as in the tree's sources)."""
-
-
-OutputLoader.add_constructor(
-    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node)
-)
+# How Flux reads an object's text after postBuild substitution (go-yaml v2 through sigs.k8s.io/yaml);
+# kustomize's own output is read with BuildOutputLoader (go-yaml v3, as kustomize holds the values).
+OutputLoader = SubstitutedLoader
 
 # Flux's kustomize-controller builds with load restrictions off, so overlays may read files anywhere
 # in the source (fluxcd/pkg kustomize generator); the builds here do the same.
@@ -81,16 +78,7 @@ def local_refs(kustomization: Any) -> list[tuple[str, tuple[Any, ...]]]:
     for i, item in enumerate(kustomization.get("patchesStrategicMerge") or []):
         if isinstance(item, str) and "\n" not in item:
             refs.append((item, ("patchesStrategicMerge", i)))
-    for key in ("configMapGenerator", "secretGenerator"):
-        for i, gen in enumerate(kustomization.get(key) or []):
-            if not isinstance(gen, dict):
-                continue
-            for sub in ("files", "envs"):
-                for j, entry in enumerate(gen.get(sub) or []):
-                    if isinstance(entry, str):
-                        refs.append((entry.split("=", 1)[-1], (key, i, sub, j)))
-            if isinstance(gen.get("env"), str):
-                refs.append((gen["env"], (key, i, "env")))
+    refs.extend(generator_refs(kustomization))
     return refs
 
 
@@ -100,7 +88,7 @@ def read_kustomization(folder: Path) -> Any:
     if path is None:
         return None
     try:
-        docs = load_all(path.read_text(encoding="utf-8"))
+        docs = load_all(path.read_text(encoding="utf-8"), resource=False)
     except (ValueError, OSError):
         return None
     return docs[0] if docs else None
@@ -249,7 +237,7 @@ class Builder:
         objects, texts = [], []
         try:
             for text in _SEPARATOR.split(result.stdout):
-                doc = yaml.load(text, Loader=OutputLoader) if text.strip() else None
+                doc = yaml.load(text, Loader=BuildOutputLoader) if text.strip() else None
                 if isinstance(doc, dict):
                     objects.append(doc)
                     texts.append(text)

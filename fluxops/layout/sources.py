@@ -1,86 +1,19 @@
-"""Read the tree's YAML with line numbers (libyaml parser), and find objects back in their files."""
+"""Read the tree's YAML as kustomize reads it, with line numbers, and find objects back in their files."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from fluxops.clusters import KUSTOMIZATION_FILES
+from fluxops.layout.yaml_compat import LineDict, LineList, YamlSyntaxError, load_all
+
+__all__ = ["LineDict", "LineList", "SourceDoc", "Sources", "YamlSyntaxError", "line_of", "load_all"]
 
 YAML_SUFFIXES = (".yaml", ".yml")
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class LineDict(dict):
-    """A mapping that remembers the line it starts on and the line of each key (1-based)."""
-
-    line: int = 0
-    key_lines: dict[Any, int]
-
-
-class LineList(list):
-    """A sequence that remembers the line it starts on and the line of each item (1-based)."""
-
-    line: int = 0
-    item_lines: list[int]
-
-
-class _LineLoader(_Loader):  # type: ignore[misc, valid-type]
-    """Safe loader whose mappings and sequences carry line numbers."""
-
-
-def _construct_map(loader: Any, node: yaml.MappingNode) -> Iterator[LineDict]:
-    data = LineDict()
-    data.line = node.start_mark.line + 1
-    data.key_lines = {}
-    yield data
-    loader.flatten_mapping(node)
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if isinstance(key, list | dict):
-            key = str(key)
-        data[key] = loader.construct_object(value_node, deep=True)
-        data.key_lines[key] = key_node.start_mark.line + 1
-
-
-def _construct_seq(loader: Any, node: yaml.SequenceNode) -> Iterator[LineList]:
-    data = LineList()
-    data.line = node.start_mark.line + 1
-    data.item_lines = [n.start_mark.line + 1 for n in node.value]
-    yield data
-    data.extend(loader.construct_object(n, deep=True) for n in node.value)
-
-
-_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
-_LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
-for _tag in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"):
-    # Keep timestamps and binaries as the strings written in the file (JSON-friendly, like kustomize).
-    _LineLoader.add_constructor(_tag, lambda loader, node: loader.construct_scalar(node))
-
-
-class YamlSyntaxError(ValueError):
-    """A YAML file that does not parse; carries the 1-based line."""
-
-    def __init__(self, message: str, line: int | None) -> None:
-        super().__init__(message)
-        self.line = line
-
-
-def load_all(text: str) -> list[Any]:
-    """Every document of a YAML stream, with line numbers; raises YamlSyntaxError."""
-    try:
-        return list(yaml.load_all(text, Loader=_LineLoader))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        problem = exc.problem or str(exc)
-        if exc.context:
-            problem = f"{exc.context}, {problem}"
-        raise YamlSyntaxError(problem, line) from None
-    except yaml.YAMLError as exc:
-        raise YamlSyntaxError(str(exc), None) from None
 
 
 def line_of(node: Any, *keys: Any) -> int | None:
@@ -131,18 +64,28 @@ class SourceDoc:
 
 @dataclass
 class Sources:
-    """Every YAML file under a folder, parsed, with parse errors kept apart."""
+    """Every YAML file under a folder, parsed, with parse errors kept apart.
+
+    Files a configMapGenerator or secretGenerator reads (``texts``) are data to kustomize, not
+    resources: they are parsed as YAML, but without kustomize's resource rules.
+    """
 
     root: Path
     docs: dict[str, list[SourceDoc]] = field(default_factory=dict)
     errors: dict[str, YamlSyntaxError] = field(default_factory=dict)
+    texts: set[str] = field(default_factory=set)
     _by_object: dict[tuple[str, str], list[SourceDoc]] = field(default_factory=dict)
 
-    def add_file(self, path: Path) -> None:
-        """Parse one file and index its documents."""
+    def add_file(self, path: Path, *, resource: bool | None = None) -> None:
+        """Parse one file and index its documents (``resource``: as kustomize reads resources).
+
+        By default a kustomization file and a generator's input are not read as resources.
+        """
         rel = path.relative_to(self.root).as_posix()
+        if resource is None:
+            resource = path.name not in KUSTOMIZATION_FILES and os.path.normpath(path) not in self.texts
         try:
-            parsed = load_all(path.read_text(encoding="utf-8"))
+            parsed = load_all(path.read_text(encoding="utf-8"), resource=resource)
         except YamlSyntaxError as exc:
             self.errors[rel] = exc
             return
@@ -152,26 +95,77 @@ class Sources:
         docs = [SourceDoc(rel, i, d) for i, d in enumerate(parsed) if d is not None]
         self.docs[rel] = docs
         for doc in docs:
-            if doc.kind and doc.name:
-                self._by_object.setdefault((doc.kind, doc.name), []).append(doc)
+            self._index(doc)
+        if len(docs) == 1 and docs[0].kind == "List" and isinstance(docs[0].data.get("items"), list):
+            # kustomize reads a file holding one List as the List's items.
+            for item in docs[0].data["items"]:
+                self._index(SourceDoc(rel, 0, item))
+
+    def _index(self, doc: SourceDoc) -> None:
+        if doc.kind and doc.name:
+            self._by_object.setdefault((doc.kind, doc.name), []).append(doc)
 
     def find(
-        self, kind: str, name: str, namespace: str = "", under: tuple[str, ...] = ()
+        self,
+        kind: str,
+        name: str,
+        namespace: str = "",
+        under: tuple[str, ...] = (),
+        *,
+        like: dict[str, Any] | None = None,
+        occurrence: int = 0,
     ) -> SourceDoc | None:
-        """The source document of an object, preferring one in ``under`` folders and a namespace match."""
+        """The source document of an object.
+
+        Preferred, in turn: a document in one of the ``under`` folders; one with the object's
+        namespace; the one sharing most values with ``like`` (the built object, so that two objects
+        of the same kind and name each find their own document); among documents still equal, the
+        ``occurrence``-th in file order (for the n-th object of a cluster with that kind, namespace
+        and name).
+        """
         candidates = self._by_object.get((kind, name), [])
-        if not candidates:
-            return None
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else None
 
-        def score(doc: SourceDoc) -> tuple[int, int]:
+        def rank(doc: SourceDoc) -> tuple[bool, bool]:
             inside = any(doc.file.startswith(u.rstrip("/") + "/") for u in under)
-            return (int(inside), int(bool(namespace) and doc.namespace == namespace))
+            return inside, bool(namespace) and doc.namespace == namespace
 
-        return max(candidates, key=score)
+        ranks = [rank(doc) for doc in candidates]
+        top = [doc for doc, r in zip(candidates, ranks, strict=True) if r == max(ranks)]
+        if like is not None and len(top) > 1:
+            scores = [shared_values(doc.data, like) for doc in top]
+            top = [doc for doc, score in zip(top, scores, strict=True) if score == max(scores)]
+        return top[min(max(occurrence, 0), len(top) - 1)]
 
     def files(self) -> list[str]:
         """Every YAML file read, parsed or not, sorted."""
         return sorted({*self.docs, *self.errors})
+
+
+def shared_values(one: Any, other: Any) -> int:
+    """How many scalar values two documents hold at the same place."""
+    if isinstance(one, dict) and isinstance(other, dict):
+        return sum(shared_values(one[k], other[k]) for k in one.keys() & other.keys())
+    if isinstance(one, list) and isinstance(other, list):
+        return sum(shared_values(a, b) for a, b in zip(one, other, strict=False))
+    return int(not isinstance(one, dict | list) and one == other)
+
+
+def generator_refs(kustomization: Any) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """Every file a kustomization's configMapGenerator or secretGenerator reads, with its key path."""
+    if not isinstance(kustomization, dict):
+        return
+    for key in ("configMapGenerator", "secretGenerator"):
+        for i, gen in enumerate(kustomization.get(key) or []):
+            if not isinstance(gen, dict):
+                continue
+            for sub in ("files", "envs"):
+                for j, entry in enumerate(gen.get(sub) or []):
+                    if isinstance(entry, str):
+                        yield entry.split("=", 1)[-1], (key, i, sub, j)
+            if isinstance(gen.get("env"), str):
+                yield gen["env"], (key, i, "env")
 
 
 def yaml_files(folder: Path) -> list[Path]:
@@ -186,12 +180,23 @@ def yaml_files(folder: Path) -> list[Path]:
 
 
 def read_sources(root: Path, folders: list[Path]) -> Sources:
-    """Parse every YAML file under ``folders``; file names in the result are relative to ``root``."""
+    """Parse every YAML file under ``folders``; file names in the result are relative to ``root``.
+
+    Kustomization files are read first: the files their generators read are not resources.
+    """
     sources = Sources(root)
+    paths: list[Path] = []
     for folder in folders:
         if folder.is_file():
-            sources.add_file(folder)
+            paths.append(folder)
         elif folder.is_dir():
-            for path in yaml_files(folder):
-                sources.add_file(path)
+            paths.extend(yaml_files(folder))
+    kustomizations = [p for p in paths if p.name in KUSTOMIZATION_FILES]
+    for path in kustomizations:
+        sources.add_file(path)
+        for doc in sources.docs.get(path.relative_to(root).as_posix(), [])[:1]:
+            sources.texts.update(os.path.normpath(path.parent / ref) for ref, _ in generator_refs(doc.data))
+    for path in paths:
+        if path.name not in KUSTOMIZATION_FILES:
+            sources.add_file(path)
     return sources
