@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from fluxops.errors import FluxopsError
-from fluxops.masking import Secret
+from fluxops.masking import Secret, reveal
+from fluxops.secrets.sops import KeySource
+from fluxops.shell import local
 from fluxops.sim import conditions as cond
 from fluxops.sim import helm, kustomization, snapshot
 from fluxops.sim.api import name_of
@@ -82,6 +84,7 @@ class Phase:
     started: float | None = None
     ready_at: float | None = None
     attempts: int = 0
+    tick: int | None = None  # the controllers' round it first started in
 
     def as_dict(self) -> dict[str, Any]:
         """For JSON output."""
@@ -117,6 +120,9 @@ class Rehearsal:
     start: float = 0.0
     end: float = 0.0
     seconds: float = 0.0  # real time it took
+    url: str = ""  # the GitRepository's URL as the tree writes it
+    kubernetes: str = ""
+    flux: str = ""
 
     @property
     def failed_waiting(self) -> list[Phase]:
@@ -132,6 +138,26 @@ class Rehearsal:
     def ok(self) -> bool:
         """True when every wait:true phase is Ready."""
         return not self.failed_waiting and bool(self.phases)
+
+
+def identities_of(source: KeySource) -> Secret:
+    """The age identities a key source holds (a key file's text, ``$SOPS_AGE_KEY``, or what
+    ``$SOPS_AGE_KEY_CMD`` prints), to become the simulated node's ``sops-age`` Secret."""
+    env = source.env
+    if "SOPS_AGE_KEY_FILE" in env:
+        path = Path(str(env["SOPS_AGE_KEY_FILE"])).expanduser()
+        try:
+            return Secret(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise FluxopsError(f"cannot read the age key {path}: {exc.strerror}") from None
+    if "SOPS_AGE_KEY" in env:
+        return Secret(reveal(env["SOPS_AGE_KEY"]))
+    if "SOPS_AGE_KEY_CMD" in env:
+        result = local().run(["sh", "-c", str(env["SOPS_AGE_KEY_CMD"])], check=False, timeout=60)
+        if result.rc != 0:
+            raise FluxopsError(f"$SOPS_AGE_KEY_CMD failed: {result.stderr.strip()}")
+        return Secret(result.stdout)
+    raise FluxopsError(f"no age key for cluster {source.cluster} ({source.key_file})")
 
 
 def find_entry(root: Path, cluster: str) -> Entry:
@@ -209,13 +235,15 @@ def rehearse(
     identities: Secret | None,
     key_label: str = "",
     cache_dir: Path | None = None,
-    on_event: Callable[[Event], None] | None = None,
+    on_events: Callable[[list[Event]], None] | None = None,
+    on_start: Callable[[Rehearsal], None] | None = None,
     time_factor: float | None = None,
     keep: Path | None = None,
 ) -> Rehearsal:
     """Rehearse ``cluster`` of the repository at ``root``; ``identities`` None is a node without the key.
 
-    ``on_event`` sees each timeline event as it happens (times relative to the start); with
+    ``on_start`` sees the rehearsal once the node is ready (source, key, versions), ``on_events`` the
+    events of each round of the controllers as they happen (times relative to the start); with
     ``time_factor`` the simulated waits are slept, divided by it; ``keep`` keeps the node's state there.
     """
     began = time.monotonic()
@@ -237,8 +265,12 @@ def rehearse(
             namespace = name_of(entry.git_repository)[0] or "flux-system"
             sim.put_secret(secret_ref, namespace, {"identity": "", "identity.pub": "", "known_hosts": ""})
         sim.apply([entry.git_repository, entry.kustomization], "flux", default_namespace="flux-system")
-        result = Rehearsal(cluster, Path(root), snap, key_label, start=clock.now())
-        watch = _Watch(clock, result, on_event)
+        result = Rehearsal(cluster, Path(root), snap, key_label, start=clock.now(), url=entry.url)
+        result.kubernetes = str(sim.read().node.get("kubernetes"))
+        result.flux = str((sim.read().node.get("flux") or {}).get("version"))
+        if on_start is not None:
+            on_start(result)
+        watch = _Watch(clock, result, on_events)
         sim.run(stop=watch.stop, horizon=clock.now() + HORIZON, on_events=watch.record)
         state = sim.read()
         result.end = clock.now()
@@ -256,23 +288,26 @@ def rehearse(
 
 
 class _Watch:
-    """Records events (relative times) and decides when the rehearsal has settled."""
+    """Records events (relative times, round numbers) and decides when the rehearsal has settled."""
 
     def __init__(
-        self, clock: VirtualClock, result: Rehearsal, on_event: Callable[[Event], None] | None
+        self, clock: VirtualClock, result: Rehearsal, on_events: Callable[[list[Event]], None] | None
     ) -> None:
         self.clock = clock
         self.result = result
-        self.on_event = on_event
+        self.on_events = on_events
         self.last: tuple[Any, ...] = ()
         self.changed = clock.now()
+        self.ticks = 0
 
     def record(self, events: list[Event]) -> None:
+        self.ticks += 1
         for event in events:
             event.time -= self.result.start
+            event.tick = self.ticks
             self.result.events.append(event)
-            if self.on_event is not None:
-                self.on_event(event)
+        if self.on_events is not None:
+            self.on_events(events)
 
     def stop(self, state: State) -> bool:
         if _all_ready(state):
@@ -300,8 +335,10 @@ def _phases(state: State, entry: Entry, result: Rehearsal) -> list[Phase]:
             if e.kind == "Kustomization" and (e.namespace, e.name) == (namespace, name)
         ]
         starts = [e for e in mine if e.what == "started"]
-        phase.attempts = len(starts)
+        first_ready = next((e.tick for e in mine if e.what == "ready"), None)
+        phase.attempts = len([e for e in starts if first_ready is None or e.tick <= first_ready])
         phase.started = starts[0].time if starts else None
+        phase.tick = starts[0].tick if starts else None
         readies = [e for e in mine if e.what == "ready"]
         phase.ready_at = readies[0].time if readies and phase.ready else None
         failures = [e for e in mine if e.what in ("failed", "waiting")]
@@ -309,10 +346,28 @@ def _phases(state: State, entry: Entry, result: Rehearsal) -> list[Phase]:
             phase.stage = failures[-1].stage
         phases.append(phase)
     entry_key = name_of(entry.kustomization)[1]
-    phases.sort(
-        key=lambda p: (p.name != entry_key, p.started if p.started is not None else float("inf"), p.name)
-    )
+    depth = _depths(phases)
+    phases.sort(key=lambda p: (p.name != entry_key, depth.get(p.name, 0), p.name))
     return phases
+
+
+def _depths(phases: list[Phase]) -> dict[str, int]:
+    """How many dependsOn steps each phase is from one without dependencies (a cycle counts once)."""
+    deps = {p.name: p.depends_on for p in phases}
+    found: dict[str, int] = {}
+
+    def depth(name: str, seen: frozenset[str]) -> int:
+        if name in found:
+            return found[name]
+        if name in seen:
+            return 0
+        value = 1 + max((depth(d, seen | {name}) for d in deps.get(name, []) if d in deps), default=-1)
+        found[name] = value
+        return value
+
+    for phase in phases:
+        depth(phase.name, frozenset())
+    return found
 
 
 def interval_of(ks: dict[str, Any]) -> float:

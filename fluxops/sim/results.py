@@ -29,6 +29,7 @@ class Event:
     reason: str = ""
     message: str = ""
     stage: str = ""  # where a Kustomization failed: source, dependencies, build, decryption, ...
+    tick: int = 0  # the controllers' round: events of one round happened concurrently
 
     def as_dict(self) -> dict[str, Any]:
         """For JSON output."""
