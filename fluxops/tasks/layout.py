@@ -12,7 +12,7 @@ from fluxops.tasks.common import number, print_json, project_root, task, user_er
 
 @task(
     help={
-        "cluster": "validate only this cluster (default: every cluster under k8s/clusters)",
+        "cluster": "validate only this cluster (default: every cluster of the repository)",
         "json": "print the findings as JSON instead of the grouped report",
         "no_cache": "rebuild every kustomization instead of using .fluxops/cache",
     }
@@ -20,10 +20,12 @@ from fluxops.tasks.common import number, print_json, project_root, task, user_er
 @user_errors
 def validate(c: Context, cluster: str | None = None, json_: bool = False, no_cache: bool = False) -> None:
     """Check the whole Flux tree offline: YAML, kustomize builds, schemas, phases, CRD order, secrets."""
+    from fluxops import progress
     from fluxops.layout import report
     from fluxops.layout.validate import validate as run
 
-    tree, findings = run(project_root(c), cluster, cache=not no_cache)
+    with progress.shown("validating: kustomize builds") as built:
+        tree, findings = run(project_root(c), cluster, cache=not no_cache, progress=built)
     print(report.as_json(tree, findings) if json_ else report.text(tree, findings))
     if findings.errors:
         raise Exit(code=1)
