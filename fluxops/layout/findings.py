@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
+
+LIST_LIMIT = 10
+
+
+def listing(items: Iterable[object], limit: int = LIST_LIMIT, sep: str = ", ") -> str:
+    """Items joined for a message, cut after ``limit`` of them: ``a, b, c ... and 70 more``.
+
+    One item over the limit is shown rather than counted.
+    """
+    shown = [str(item) for item in items]
+    if len(shown) <= limit + 1:
+        return sep.join(shown)
+    return f"{sep.join(shown[:limit])} ... and {len(shown) - limit} more"
 
 
 class Severity(StrEnum):
@@ -42,14 +56,19 @@ class Finding:
 
 @dataclass
 class Findings:
-    """An ordered, de-duplicated collection of findings."""
+    """An ordered collection of findings, each problem once per cluster.
+
+    The same message at the same place is kept once within a cluster (two phases of it may meet
+    the same file) but once for each cluster it concerns, so the report grouped by cluster shows it
+    under each.
+    """
 
     items: list[Finding] = field(default_factory=list)
     _seen: set[tuple[Any, ...]] = field(default_factory=set, repr=False)
 
     def add(self, finding: Finding) -> None:
-        """Add a finding unless the same problem at the same place is already there."""
-        key = (finding.severity, finding.code, finding.message, finding.file, finding.line)
+        """Add a finding unless the same problem at the same place is already there for its cluster."""
+        key = (finding.severity, finding.code, finding.message, finding.file, finding.line, finding.cluster)
         if key in self._seen:
             return
         self._seen.add(key)
