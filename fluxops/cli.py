@@ -45,10 +45,22 @@ def find_root(start: Path) -> Path:
 
 
 def cluster_names(root: Path) -> list[str]:
-    """Cluster names to complete ``--cluster`` with."""
+    """Cluster names to complete ``--cluster`` with: the clusters ``layout.*`` finds in the repository
+    (its entry Kustomizations, ``fluxops.layout`` settings), else the folders under ``k8s/clusters``."""
     from fluxops import clusters
+    from fluxops.errors import FluxopsError
 
-    return clusters.names(root)
+    try:
+        from fluxops.layout.discovery import discover, sources_scope
+        from fluxops.layout.sources import read_sources
+        from fluxops.settings import repository_layout
+
+        layout = repository_layout(root)
+        sources = read_sources(root, [root / folder for folder in sources_scope(root, layout)])
+        found = {c.name for c in discover(root, sources, layout).clusters}
+    except FluxopsError:
+        found = set()
+    return sorted(found) or clusters.names(root)
 
 
 class FluxopsProgram(Program):

@@ -94,6 +94,9 @@ def test_bash_completes_tasks_flags_and_cluster_names(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     assert complete("fluxops", "--path", str(REPO), "keys.show", "-c", "", cwd=outside) == ["lab", "phx"]
+    # a repository laid out otherwise: its clusters as layout.validate finds them (entry Kustomizations)
+    example = str(REPO / "tests" / "repos" / "flux2-example")
+    assert complete("fluxops", "--path", example, "layout.validate", "-c", "") == ["production", "staging"]
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
