@@ -323,7 +323,7 @@ def test_node_up_takes_one_host_or_one_cluster(fresh: Lab) -> None:
     both = invoke(
         "node.up", "--host", second.name, "--cluster", second.cluster, "--inventory", str(fresh.clusters)
     )
-    assert both.returncode == 1 and "exactly one of --host and --cluster" in both.stderr
+    assert both.returncode == 2 and "exactly one of --host and --cluster" in both.stderr  # usage
     unknown = invoke("node.up", "--host", "no-such-node", "--inventory", str(fresh.clusters), "--check")
     assert unknown.returncode == 1 and "unknown host 'no-such-node'" in unknown.stderr
 
