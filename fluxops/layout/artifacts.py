@@ -90,15 +90,17 @@ class ArtifactStore:
         self.labels[folder] = f"ExternalArtifact {key[1]}/{key[2]}"
         return staged
 
-    def origin(self, path: Path) -> str | None:
-        """What a staged path stands for: its source folder's path, else ``ExternalArtifact ns/name:/sub``."""
+    def origin(self, path: Path) -> Path | str | None:
+        """What a staged path stands for: the source path it mirrors, else ``ExternalArtifact ns/name:/sub``
+        (None for a path outside every artifact).
+        """
         path = Path(os.path.abspath(path))
         for staged in self.staged.values():
             if not path.is_relative_to(staged.folder):
                 continue
             for dest in sorted(staged.origins, key=lambda d: len(d.parts), reverse=True):
                 if path.is_relative_to(dest):
-                    return str(staged.origins[dest] / path.relative_to(dest))
+                    return staged.origins[dest] / path.relative_to(dest)
             below = path.relative_to(staged.folder).as_posix()
             return f"{self.labels[staged.folder]}:/{'' if below == '.' else below}"
         return None

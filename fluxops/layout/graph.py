@@ -15,7 +15,10 @@ ROOT = "(root)"  # stands for a cluster's root folder where a CRD is installed b
 
 def find_cycles(cluster: Cluster) -> list[list[str]]:
     """Every dependsOn cycle (each once, as the phases' names, starting at the smallest key)."""
-    graph = {p.key: p.depends_refs for p in cluster.phases}
+    graph = {
+        p.key: [d.key for ref in p.depends_refs if (d := cluster.depended(ref)) is not None]
+        for p in cluster.phases
+    }
     cycles: set[tuple[Key, ...]] = set()
     state: dict[Key, int] = {}
     stack: list[Key] = []
@@ -46,7 +49,7 @@ def check_graph(cluster: Cluster, findings: Findings) -> None:
     keys = {p.key for p in cluster.phases} | {cluster.entry.key}
     for phase in cluster.phases:
         for i, (namespace, name) in enumerate(phase.depends_refs):
-            if (namespace, name) in keys:
+            if (namespace, name) == cluster.entry.key or cluster.depended((namespace, name)) is not None:
                 continue
             elsewhere = sorted(ns for ns, n in keys if n == name)
             hint = (

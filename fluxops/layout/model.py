@@ -156,18 +156,29 @@ class Cluster:
             None,
         )
 
+    def depended(self, ref: Key) -> Phase | None:
+        """The phase a dependsOn entry (namespace, name) names; a phase or a reference without a
+        namespace (unknown until applied) matches by name.
+        """
+        namespace, name = ref
+        exact = next((p for p in self.phases if p.key == ref), None)
+        if exact is not None or namespace == "":
+            return exact or next((p for p in self.phases if p.name == name), None)
+        return next((p for p in self.phases if p.name == name and p.namespace == ""), None)
+
     def ancestors(self, phase: Phase) -> set[Key]:
         """(namespace, name) of every Kustomization ``phase`` depends on, directly or transitively."""
-        by_key = {p.key: p for p in self.phases}
         seen: set[Key] = set()
         stack = list(phase.depends_refs)
         while stack:
-            dep = stack.pop()
-            if dep in seen:
+            ref = stack.pop()
+            dep = self.depended(ref)
+            key = dep.key if dep is not None else ref
+            if key in seen:
                 continue
-            seen.add(dep)
-            if dep in by_key:
-                stack.extend(by_key[dep].depends_refs)
+            seen.add(key)
+            if dep is not None:
+                stack.extend(dep.depends_refs)
         return seen
 
 

@@ -60,6 +60,7 @@ def check(name: str | None, tree: Tree, findings: Findings) -> None:
 def _check_fluxops_phases(tree: Tree, findings: Findings) -> None:
     for cluster in tree.clusters.values():
         _phase_rules(cluster, Rule(findings, cluster))
+        _crds_outside(tree, cluster, findings)
         for issue in crd_ordering(cluster, tree.root_objects(cluster.name)):
             _crd_order(tree, cluster, issue, findings)
     _legacy(tree, findings)
@@ -88,6 +89,8 @@ def _phase_rules(cluster: Cluster, rule: Rule) -> None:
                 "warning",
                 phase,
                 f"Kustomization {phase.name} is not a phase ({', '.join(PHASE_ORDER)})",
+                "metadata",
+                "name",
             )
         for wanted in EXPECTED_DEPENDS.get(phase.name, ()):
             if cluster.phase(wanted) is not None and wanted not in ancestors:
@@ -127,16 +130,23 @@ def _phase_rules(cluster: Cluster, rule: Rule) -> None:
                 "spec",
                 "prune",
             )
-        crds = [o for o in phase.objects if o.get("kind") == "CustomResourceDefinition"]
-        if crds and phase.name != CRDS_PHASE and cluster.phase(CRDS_PHASE) is not None:
-            names = ", ".join(sorted(label(o) for o in crds)[:3]) + (" ..." if len(crds) > 3 else "")
-            rule(
-                "crds-phase-only",
-                "error",
-                phase,
-                f"phase {phase.name} applies CustomResourceDefinitions ({names}); move them to the "
-                f"{CRDS_PHASE} phase",
-            )
+
+
+def _crds_outside(tree: Tree, cluster: Cluster, findings: Findings) -> None:
+    """CustomResourceDefinitions applied by a phase other than crds (when the cluster has one)."""
+    if cluster.phase(CRDS_PHASE) is None:
+        return
+    for phase in cluster.phases:
+        if phase.name == CRDS_PHASE:
+            continue
+        for obj in phase.objects:
+            if obj.get("kind") == "CustomResourceDefinition":
+                findings.error(
+                    "crds-phase-only",
+                    f"{label(obj)} is applied by phase {phase.name}; move it to the {CRDS_PHASE} phase "
+                    f"(policy {FLUXOPS_PHASES})",
+                    **where(tree, cluster, phase, obj),
+                )
 
 
 def _crd_order(tree: Tree, cluster: Cluster, issue: CrdIssue, findings: Findings) -> None:

@@ -73,12 +73,19 @@ class Tree:
     artifacts: ArtifactStore = field(default_factory=ArtifactStore)
     sources_of: dict[PhaseKey, Resolved] = field(default_factory=dict)
 
+    _rels: dict[Path, str] = field(default_factory=dict, repr=False)
+
     def rel(self, path: Path) -> str:
         """``path`` relative to the checkout (a staged artifact's path as the source path it mirrors)."""
-        origin = self.artifacts.origin(path)
-        if isinstance(origin, Path):
-            return self.repo.rel(origin)
-        return origin if origin is not None else self.repo.rel(path)
+        known = self._rels.get(path)
+        if known is None:
+            origin = self.artifacts.origin(path)
+            if isinstance(origin, Path):
+                known = self.repo.rel(origin)
+            else:
+                known = origin if origin is not None else self.repo.rel(path)
+            self._rels[path] = known
+        return known
 
     def root_objects(self, cluster: str) -> list[dict[str, Any]]:
         """What a cluster's folder builds to as its entry Kustomization builds it (the phase
