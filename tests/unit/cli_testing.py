@@ -97,6 +97,7 @@ def local_inventory(folder: Path, port: int | None = None) -> Path:
     return path
 
 
+# one task that changes each host once (a marker file in the inventory's ``out`` folder)
 PLAYBOOK = """\
 - name: markers
   hosts: all
@@ -105,4 +106,5 @@ PLAYBOOK = """\
       command:
         argv: [touch, "{{ out }}/{{ inventory_hostname }}"]
         creates: "{{ out }}/{{ inventory_hostname }}"
+      tags: [mark]
 """

@@ -3,53 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.unit.cli_testing import PLAYBOOK, local_inventory, run
 
 
 def invoke(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=REPO,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run("invoke", *args)
 
 
-def local_inventory(tmp_path: Path) -> Path:
-    """Two hosts in two clusters, both reached with ``ansible_connection: local``."""
-    path = tmp_path / "hosts.yaml"
-    path.write_text(
-        "all:\n  vars:\n    ansible_connection: local\n"
-        f"    out: {tmp_path / 'out'}\n"
-        "  children:\n"
-        "    lab:\n      hosts:\n        n5: {ansible_host: 127.0.0.1}\n"
-        "    phx:\n      hosts:\n        phx1: {ansible_host: 127.0.0.1}\n"
-    )
-    (tmp_path / "out").mkdir()
-    return path
-
-
-PLAY = """\
-- name: markers
-  hosts: all
-  tasks:
-    - name: marker
-      command:
-        argv: [touch, "{{ out }}/{{ inventory_hostname }}"]
-        creates: "{{ out }}/{{ inventory_hostname }}"
-      tags: [mark]
+PLAY = (
+    PLAYBOOK
+    + """\
     - name: fail on request
       command:
         cmd: exit 1
         unless: "test ! -e {{ out }}/fail-{{ inventory_hostname }}"
 """
+)
 
 
 FLAGS = ("--limit", "--tags", "--check", "--diff", "--json", "--inventory", "--accept-new-host-key")
