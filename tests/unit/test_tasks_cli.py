@@ -38,10 +38,15 @@ def test_every_task_has_a_summary_and_every_flag_has_help() -> None:
 
 
 def test_list_shows_every_task() -> None:
-    result = invoke("--list")
-    assert result.returncode == 0, result.stderr
+    listed = invoke("--list")
+    assert listed.returncode == 0, listed.stderr
+    helped = subprocess.run(
+        [sys.executable, "-m", "fluxops", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert helped.returncode == 0, helped.stderr
+    assert "--path" in helped.stdout and "--collection" not in helped.stdout
     for name in namespace().task_names:
-        assert name in result.stdout
+        assert name in listed.stdout and name in helped.stdout
 
 
 def test_env_var_points_any_task_at_another_inventory() -> None:
