@@ -11,7 +11,8 @@ import yaml
 from fluxops.layout.artifacts import ArtifactStore, CopyError, excluded, go_glob
 from fluxops.layout.tree import load
 from fluxops.layout.validate import validate
-from tests.unit.test_layout_discovery import bootstrapped, config_map, ks, write
+from tests.unit.test_flux_build import write
+from tests.unit.test_layout_discovery import bootstrapped, config_map, ks
 
 SOURCE = {
     "apps/base/podinfo/kustomization.yaml": "resources:\n  - release.yaml\n",

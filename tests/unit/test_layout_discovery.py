@@ -12,6 +12,7 @@ from fluxops.layout.sources import read_sources
 from fluxops.layout.tree import load
 from fluxops.settings import LayoutSettings, layout_settings, repository_layout
 from tests.layout_fixtures import REPO, THIS_REPO
+from tests.unit.test_flux_build import write
 
 FLUX_KS = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\n"
 
@@ -37,14 +38,6 @@ def git_repository(name: str = "flux-system", url: str = "ssh://git@example.com/
 def config_map(name: str, namespace: str = "default") -> str:
     meta = f"metadata:\n  name: {name}\n  namespace: {namespace}\n"
     return f"apiVersion: v1\nkind: ConfigMap\n{meta}data:\n  k: v\n"
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return root
 
 
 def found(root: Path, settings: LayoutSettings | None = None) -> dict[str, tuple[str, str]]:

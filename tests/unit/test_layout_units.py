@@ -29,6 +29,14 @@ FLUX_KS = {
 }
 
 
+CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "spec": {"group": "metallb.io", "names": {"kind": "IPAddressPool"}},
+}
+POOL = {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": "p"}}
+
+
 def phase(name: str, deps: list[str], objects: list[dict] | None = None) -> Phase:
     obj = {"metadata": {"name": name}, "spec": {"dependsOn": [{"name": d} for d in deps], "wait": True}}
     return Phase(name, "flux-system", obj, objects=objects or [])
@@ -53,12 +61,7 @@ def test_cycles() -> None:
 
 
 def test_crd_ordering() -> None:
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "spec": {"group": "metallb.io", "names": {"kind": "IPAddressPool"}},
-    }
-    pool = {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": "p"}}
+    crd, pool = CRD, POOL
     unknown = {"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t"}}
     release = {"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease", "metadata": {"name": "r"}}
     ok = Cluster(
@@ -83,12 +86,7 @@ def test_crd_ordering() -> None:
 
 
 def test_depends_on_is_namespaced() -> None:
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "spec": {"group": "metallb.io", "names": {"kind": "IPAddressPool"}},
-    }
-    pool = {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": "p"}}
+    crd, pool = CRD, POOL
     crds = Phase("crds", "infra", {"metadata": {"name": "crds", "namespace": "infra"}}, objects=[crd])
     same_ns = {"spec": {"dependsOn": [{"name": "crds"}]}}
     other_ns = {"spec": {"dependsOn": [{"name": "crds", "namespace": "infra"}]}}
