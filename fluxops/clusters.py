@@ -1,4 +1,9 @@
-"""Where a repository keeps its clusters and kustomizations: ``k8s/clusters/<name>``, kustomization files."""
+"""This repository's cluster folders (``k8s/clusters/<name>``), and the names of kustomization files.
+
+The secrets tasks keep each cluster's encrypted files and key under ``k8s/clusters/<name>``. Layout
+validation finds the clusters of any Flux repository from their entry Kustomizations instead
+(:mod:`fluxops.layout.discovery`).
+"""
 
 from __future__ import annotations
 

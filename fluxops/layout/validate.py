@@ -7,6 +7,7 @@ from pathlib import Path
 from fluxops.errors import LayoutError
 from fluxops.layout import graph, policy, secrets_check
 from fluxops.layout.findings import Findings
+from fluxops.layout.flux_sources import GENERATOR_KIND
 from fluxops.layout.locate import label, where
 from fluxops.layout.model import Cluster, meta
 from fluxops.layout.schema_checks import check_schemas
@@ -16,7 +17,14 @@ from fluxops.layout.tree import Progress, Tree, load
 from fluxops.settings import LayoutSettings, repository_layout
 
 SCHEMA_CACHE = "schemas.json"
-CHART_SOURCE_KINDS = ("HelmRepository", "GitRepository", "Bucket", "OCIRepository", "HelmChart")
+CHART_SOURCE_KINDS = (
+    "HelmRepository",
+    "GitRepository",
+    "Bucket",
+    "OCIRepository",
+    "HelmChart",
+    "ExternalArtifact",
+)
 
 
 def validate(
@@ -79,14 +87,23 @@ def check_crd_order(tree: Tree, cluster: Cluster, findings: Findings) -> None:
 
 
 def check_chart_sources(tree: Tree, cluster: Cluster, findings: Findings) -> None:
-    """Each HelmRelease's chart source exists among the cluster's objects."""
+    """Each HelmRelease's chart source exists among the cluster's objects (an ExternalArtifact when
+    an ArtifactGenerator of the cluster produces it; a source without a namespace matches any).
+    """
     own_kind, own_namespace, own_name = cluster.entry.source
     known = {(own_kind, own_name, own_namespace)}
     objects = [o for p in cluster.phases for o in [p.obj, *p.objects]] + tree.root_objects(cluster.name)
     for obj in objects:
+        name, namespace = meta(obj)
         if obj.get("kind") in CHART_SOURCE_KINDS:
-            name, namespace = meta(obj)
             known.add((obj["kind"], name, namespace))
+        if obj.get("kind") == GENERATOR_KIND:
+            artifacts = (
+                (obj.get("spec") or {}).get("artifacts") if isinstance(obj.get("spec"), dict) else None
+            )
+            for artifact in artifacts if isinstance(artifacts, list) else []:
+                if isinstance(artifact, dict):
+                    known.add(("ExternalArtifact", str(artifact.get("name", "")), namespace))
     for phase in cluster.phases:
         for obj in phase.objects:
             if obj.get("kind") != "HelmRelease":
@@ -102,7 +119,7 @@ def check_chart_sources(tree: Tree, cluster: Cluster, findings: Findings) -> Non
             if not isinstance(ref, dict):
                 continue
             key = (str(ref.get("kind", "")), str(ref.get("name", "")), str(ref.get("namespace") or namespace))
-            if key not in known:
+            if key not in known and (key[0], key[1], "") not in known:
                 findings.error(
                     "chart-source",
                     f"{label(obj)}: its chart source {key[0]} {key[2]}/{key[1]} is defined in no phase of "

@@ -275,3 +275,19 @@ def test_sources_flux_cannot_reach_offline_are_warnings(tmp_path: Path) -> None:
     [error] = findings.errors
     assert (error.code, error.phase, error.file) == ("source-missing", "gone", "clusters/staging/gone.yaml")
     assert "GitRepository flux-system/nowhere is defined nowhere" in error.message
+
+
+def test_a_chart_from_a_generated_artifact_has_its_source(tmp_path: Path) -> None:
+    root = artifact_repo(tmp_path)
+    release = (
+        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: podinfo\n"
+        "  namespace: flux-system\nspec:\n  interval: 1h\n  chartRef:\n    kind: ExternalArtifact\n"
+        "    name: {name}\n"
+    )
+    write(root, {"apps/base/podinfo/release.yaml": release.format(name="apps")})
+    write(root, {"apps/base/podinfo/kustomization.yaml": "resources:\n  - cm.yaml\n  - release.yaml\n"})
+    assert validate(root, cache=False)[1].errors == []
+    write(root, {"apps/base/podinfo/release.yaml": release.format(name="charts")})
+    [error] = validate(root, cache=False)[1].errors
+    assert (error.code, error.file, error.line) == ("chart-source", "apps/base/podinfo/release.yaml", 8)
+    assert "ExternalArtifact flux-system/charts" in error.message
