@@ -32,6 +32,7 @@ from fluxops.secrets.sops import Sops
 REPO = Path(__file__).resolve().parents[2]
 REPOS = REPO / "tests" / "repos"
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
+FLUXOPS = str(Path(sys.executable).with_name("fluxops"))
 THIS = "this-repository"
 FIXTURES = ("flux2-example", "home-ops", THIS)
 # What a copy of this repository needs: its tree, sops rules, settings (the policy) and inventory.
@@ -554,6 +555,24 @@ def test_planted_mistake_is_an_error_at_its_line(
     _, findings = validate(root)
     hits = [f for f in findings.errors if f.file == planted.file and f.line in planted.lines]
     assert hits, f"no error at {planted.file}:{sorted(planted.lines)} for {mistake}\n{listing(findings)}"
+
+
+@pytest.mark.parametrize(
+    ("name", "planter"), [("flux2-example", f2e_missing_path), ("home-ops", ho_depends_on_namespace)]
+)
+def test_fluxops_layout_validate_path_on_a_repository(
+    name: str, planter: Callable[[Path], Planted], tmp_path: Path
+) -> None:
+    """The issue's command, from a folder outside the repository: exit 0 when clean, 1 at file:line."""
+    root = copy_fixture(name, tmp_path / "repo")
+    command = [FLUXOPS, "layout.validate", "--path", str(root)]
+    clean = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    planted = planter(root)
+    broken = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    places = [f"{planted.file}:{line}" for line in sorted(planted.lines)]
+    assert any(p in broken.stdout + broken.stderr for p in places), broken.stdout + broken.stderr
 
 
 # -- sources and secrets --------------------------------------------------------------------------
