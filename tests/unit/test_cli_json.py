@@ -121,3 +121,10 @@ def test_play(program: str, tmp_path: Path) -> None:
     assert ran.returncode == 0, ran.stderr
     data = documented("play", ran.stdout)
     assert data["check"] is True and data["changed"] == 2 and data["failed_hosts"] == []
+
+
+def test_rehearse() -> None:
+    rehearsed = run("fluxops", "rehearse", "-c", "phx", "--no-key", "--json")
+    data = documented("rehearse", rehearsed.stdout)
+    assert rehearsed.returncode == (0 if data["ok"] else 1)
+    assert data["cluster"] == "phx" and data["key"] is None and data["phases"]

@@ -115,6 +115,7 @@ def test_listing_the_tasks_loads_no_library_code() -> None:
         "fluxops.secrets",
         "fluxops.layout",
         "fluxops.runner",
+        "fluxops.sim",
         "fluxops.inventory",
         "fluxops.tables",
         "paramiko",
