@@ -204,6 +204,12 @@ class _GoResolver(BaseResolver):
 
     words: dict[str, tuple[str, Any]] = _V3_WORDS
 
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        """No path resolvers here: nothing to track while composing."""
+
+    def ascend_resolver(self) -> None:
+        """No path resolvers here: nothing to track while composing."""
+
     def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
         if kind is ScalarNode:
             if implicit[0]:
@@ -317,6 +323,11 @@ class _GoConstructor(SafeConstructor):
 
 def _check_unique(node: MappingNode, line_offset: int) -> None:
     """go-yaml v3's check: two keys with the same text (quoted or not) in one mapping."""
+    try:
+        if len({key_node.value for key_node, _ in node.value}) == len(node.value):
+            return
+    except TypeError:  # a key that is a mapping or a sequence: look at the scalar ones
+        pass
     seen: dict[str, Node] = {}
     for key_node, _ in node.value:
         if isinstance(key_node, ScalarNode):
