@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning, YAMLError
+
+from fluxops.errors import LayoutError
 from fluxops.yamlstyle import round_trip
 
 
 def load_docs(path: Path) -> list[Any]:
-    """Every document of a YAML file, round-trip loaded."""
-    return list(round_trip().load_all(path.read_text(encoding="utf-8")))
+    """Every document of a YAML file, round-trip loaded (a redefined anchor is fine, as in kustomize).
+
+    Raises LayoutError naming the file and line when the file cannot be edited: a key given twice
+    (kustomize would use the last one; which one is meant is for a person to say) or invalid YAML.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ReusedAnchorWarning)
+            return list(round_trip().load_all(path.read_text(encoding="utf-8")))
+    except YAMLError as exc:
+        mark = (exc.problem_mark or exc.context_mark) if isinstance(exc, MarkedYAMLError) else None
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        if isinstance(exc, DuplicateKeyError):
+            what = f"{exc.problem.split(' with value')[0]}; keep one of them before fluxops edits this file"
+        else:
+            what = f"not valid YAML ({getattr(exc, 'problem', None) or exc})"
+        raise LayoutError(f"{where}: {what}") from None
 
 
 def dump_docs(docs: list[Any]) -> str:

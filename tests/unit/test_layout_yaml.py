@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import warnings
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,14 @@ from typing import Any
 import pytest
 import yaml
 
+from fluxops.errors import LayoutError
+from fluxops.layout import report
 from fluxops.layout.kustomize import Builder, OutputLoader, kubectl
+from fluxops.layout.roundtrip import load_docs
 from fluxops.layout.sources import LineDict, YamlSyntaxError, line_of, load_all, read_sources
+from fluxops.layout.validate import validate
 from fluxops.layout.yaml_compat import BuildOutputLoader, SubstitutedLoader, go_scalar, go_timestamp
+from tests.layout_fixtures import THIS_REPO, copy_tree
 
 HEAD = "apiVersion: example.com/v1\nkind: Thing\nmetadata:\n  name: a\n"
 
@@ -277,3 +283,58 @@ def test_scalars_as_go_yaml_resolves_them() -> None:
 def test_source_documents_carry_lines() -> None:
     docs = load_all(HEAD + "spec:\n  list:\n    - a\n    - b\n")
     assert isinstance(docs[0], LineDict) and line_of(docs[0], "spec", "list", 1) == 8
+
+
+QUIRKS = """--- # what kustomize accepts and a strict YAML 1.1 reader does not
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: quirks
+  namespace: default
+  labels: &labels
+    app: quirks
+  annotations:
+    <<: *labels
+data:
+  equals: =
+  answer: yes
+  when: 2001-12-14
+  first: &value one
+  again: *value
+  second: &value two
+  more: *value
+  tagged: !Ref foo
+"""
+
+
+def test_a_tree_with_kustomize_quirks_validates(tmp_path: Path) -> None:
+    root = copy_tree(tmp_path / "repo")
+    app = root / "k8s/clusters/lab/apps/quirks"
+    app.mkdir()
+    (app / "kustomization.yaml").write_text(
+        "resources:\n  - quirks.yaml\nconfigMapGenerator:\n  - name: conf\n    namespace: default\n"
+        "    files:\n      - configuration.yaml\n",
+        encoding="utf-8",
+    )
+    (app / "quirks.yaml").write_text(QUIRKS, encoding="utf-8")
+    config = "homeassistant:\n  name: !secret name\n  name: twice\nsecrets: !include secrets.yaml\n"
+    (app / "configuration.yaml").write_text(config, encoding="utf-8")
+    apps = root / "k8s/clusters/lab/apps/kustomization.yaml"
+    apps.write_text(apps.read_text(encoding="utf-8") + "  - quirks\n", encoding="utf-8")
+    tree, findings = validate(root, layout=THIS_REPO)
+    assert findings.errors == [], report.text(tree, findings)
+    (phase,) = [p for p in tree.clusters["lab"].phases if p.name == "apps"]
+    (built,) = [o for o in phase.objects if o["metadata"]["name"] == "quirks"]
+    assert built["data"] == read(QUIRKS)[0]["data"]
+    assert built["data"]["answer"] == "yes" and built["data"]["when"] == "2001-12-14T00:00:00Z"
+
+
+def test_a_file_to_edit_with_a_key_given_twice_is_refused_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "kustomization.yaml"
+    path.write_text("resources:\n  - a.yaml\nnamePrefix: x-\nnamePrefix: y-\n", encoding="utf-8")
+    with pytest.raises(LayoutError, match=r"kustomization.yaml:4: found duplicate key \"namePrefix\""):
+        load_docs(path)
+    path.write_text(HEAD + "data:\n  a: &v 1\n  b: &v 2\n  c: *v\n", encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_docs(path)[0]["data"]["c"] == 2
