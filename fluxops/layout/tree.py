@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from fluxops.layout.model import (
 )
 from fluxops.layout.overlay import Overlay
 from fluxops.layout.postbuild import MissingSource
-from fluxops.layout.sources import Sources, line_of, read_sources
+from fluxops.layout.sources import SourceDoc, Sources, line_of, read_sources
 from fluxops.secrets.rules import CONFIG_NAME
 from fluxops.settings import LayoutSettings, repository_layout
 
@@ -74,6 +75,7 @@ class Tree:
     sources_of: dict[PhaseKey, Resolved] = field(default_factory=dict)
 
     _rels: dict[Path, str] = field(default_factory=dict, repr=False)
+    _templates: dict[str, list[SourceDoc]] | None = field(default=None, repr=False)
 
     def rel(self, path: Path) -> str:
         """``path`` relative to the checkout (a staged artifact's path as the source path it mirrors)."""
@@ -100,7 +102,9 @@ class Tree:
     def source_of(self, obj: dict[str, Any], cluster: str = "") -> Any:
         """The source document an object of a build came from (None if not found).
 
-        A name a phase's ``namePrefix``/``nameSuffix`` changed is found by its name in the files.
+        A name a phase's ``namePrefix``/``nameSuffix`` changed is found by its name in the files; a
+        name postBuild substituted (``name: ${APP}``) by the documents whose name is such a template,
+        the one sharing most of the object's fields.
         """
         name, namespace = meta(obj)
         folder = self.clusters[cluster].folder if cluster in self.clusters else None
@@ -112,7 +116,21 @@ class Tree:
                 break
             if name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix) + len(suffix):
                 found = self.sources.find(kind, name[len(prefix) : len(name) - len(suffix)], namespace, under)
-        return found
+        return found if found is not None else self._templated(obj, kind, name, namespace)
+
+    def _templated(self, obj: dict[str, Any], kind: str, name: str, namespace: str) -> Any:
+        if self._templates is None:
+            self._templates = {}
+            for docs in self.sources.docs.values():
+                for doc in docs:
+                    if "${" in doc.name:
+                        self._templates.setdefault(doc.kind, []).append(doc)
+        candidates = [
+            d
+            for d in self._templates.get(kind, [])
+            if _fits(d.name, name) and (not d.namespace or _fits(d.namespace, namespace))
+        ]
+        return max(candidates, key=lambda d: _shared(d.data, obj), default=None)
 
     def scope(self) -> tuple[str, ...]:
         """Repository folders (relative, ending in ``/``) holding what the loaded clusters read.
@@ -136,6 +154,19 @@ class Tree:
                 if not rel.startswith("/"):
                     rels.add(rel + "/")
         return tuple(r for r in sorted(rels) if not any(r != o and r.startswith(o) for o in rels))
+
+
+def _fits(template: str, value: str) -> bool:
+    """True when ``value`` is what substituting the ``${...}`` expressions of ``template`` can give."""
+    parts = re.split(r"\$\{[^}]*\}", template)
+    return re.fullmatch(".*".join(re.escape(p) for p in parts), value) is not None
+
+
+def _shared(template: Any, obj: Any) -> int:
+    """How many keys (at any depth) a source document and a built object have in common."""
+    if not isinstance(template, dict) or not isinstance(obj, dict):
+        return 0
+    return sum(1 + _shared(v, obj[k]) for k, v in template.items() if k in obj)
 
 
 def check_root(root: Path) -> Repo:

@@ -232,3 +232,18 @@ def test_layout_settings_are_checked() -> None:
     ):
         with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]")):
             layout_settings(bad)
+
+
+def test_objects_named_by_substitution_are_found_in_their_files(tmp_path: Path) -> None:
+    files = bootstrapped(tmp_path, "staging")
+    extra = "  postBuild:\n    substitute:\n      APP: radarr\n"
+    files["clusters/staging/apps.yaml"] = ks("apps", "./apps", extra=extra)
+    files["apps/kustomization.yaml"] = "resources:\n  - cm.yaml\n  - data.yaml\n"
+    files["apps/data.yaml"] = config_map("${APP}-data", "${APP}").replace("k: v", "other: x")
+    files["apps/cm.yaml"] = config_map("${APP}", "${APP}")
+    write(tmp_path, files)
+    tree = load(tmp_path)
+    objects = {o["metadata"]["name"]: o for o in tree.clusters["staging"].phases[0].objects}
+    assert set(objects) == {"radarr", "radarr-data"}
+    assert tree.source_of(objects["radarr"], "staging").file == "apps/cm.yaml"
+    assert tree.source_of(objects["radarr-data"], "staging").file == "apps/data.yaml"
