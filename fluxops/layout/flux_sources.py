@@ -21,7 +21,7 @@ from typing import Any
 
 from fluxops.layout.artifacts import ArtifactStore, CopyError
 from fluxops.layout.flux_spec import ERROR, WARNING, Problem, spec_of
-from fluxops.layout.model import meta
+from fluxops.layout.model import group_of, meta
 
 SourceKey = tuple[str, str, str]  # (kind, namespace, name)
 KUSTOMIZATION_SOURCES = ("GitRepository", "OCIRepository", "Bucket", "ExternalArtifact")
@@ -43,6 +43,11 @@ class Resolved:
     label: str
     problem: Problem | None = None
     missing: bool = False  # not defined (yet): a later build round may define it
+
+
+def is_generator(obj: dict[str, Any]) -> bool:
+    """True for an ArtifactGenerator (Flux 2.7's source-watcher)."""
+    return obj.get("kind") == GENERATOR_KIND and group_of(str(obj.get("apiVersion", ""))) == GENERATOR_GROUP
 
 
 def source_ref(ks: dict[str, Any]) -> SourceKey | None:

@@ -15,7 +15,7 @@ from fluxops.layout.artifacts import ArtifactStore
 from fluxops.layout.discovery import discover
 from fluxops.layout.findings import Findings
 from fluxops.layout.flux_build import FluxPlan, finish, plan
-from fluxops.layout.flux_sources import Resolved, SourceResolver, source_ref
+from fluxops.layout.flux_sources import Resolved, SourceResolver, is_generator, source_ref
 from fluxops.layout.flux_spec import ERROR, Problem, spec_of, text_field
 from fluxops.layout.kustomize import (
     Builder,
@@ -30,7 +30,6 @@ from fluxops.layout.model import (
     Cluster,
     Phase,
     Repo,
-    group_of,
     is_flux_kustomization,
     meta,
 )
@@ -44,7 +43,6 @@ MAX_NESTING = 5
 # Rounds of building: nesting, plus rounds that wait for a substituteFrom object or a source another
 # phase applies.
 MAX_ROUNDS = 3 * MAX_NESTING
-GENERATOR = ("ArtifactGenerator", "source.extensions.fluxcd.io")
 
 # Called as builds finish: (builds done, builds started so far).
 Progress = Callable[[int, int], None]
@@ -491,11 +489,7 @@ def _resolve_source(tree: Tree, cluster: Cluster, phase: Phase) -> Resolved:
         tree.repo.root,
         cluster.entry.source,
         lambda kind, namespace, name: _defined(tree, cluster, kind, namespace, name),
-        lambda: [
-            o
-            for o in _applied(tree, cluster)
-            if (o.get("kind"), group_of(str(o.get("apiVersion")))) == GENERATOR
-        ],
+        lambda: [o for o in _applied(tree, cluster) if is_generator(o)],
         tree.artifacts,
     )
     return resolver.resolve(key)

@@ -7,7 +7,7 @@ from pathlib import Path
 from fluxops.errors import LayoutError
 from fluxops.layout import graph, policy, secrets_check
 from fluxops.layout.findings import Findings
-from fluxops.layout.flux_sources import GENERATOR_KIND
+from fluxops.layout.flux_sources import is_generator
 from fluxops.layout.locate import label, where
 from fluxops.layout.model import Cluster, meta
 from fluxops.layout.schema_checks import check_schemas
@@ -97,7 +97,7 @@ def check_chart_sources(tree: Tree, cluster: Cluster, findings: Findings) -> Non
         name, namespace = meta(obj)
         if obj.get("kind") in CHART_SOURCE_KINDS:
             known.add((obj["kind"], name, namespace))
-        if obj.get("kind") == GENERATOR_KIND:
+        if is_generator(obj):
             artifacts = (
                 (obj.get("spec") or {}).get("artifacts") if isinstance(obj.get("spec"), dict) else None
             )
