@@ -13,20 +13,34 @@ from fluxops.layout.tree import Tree
 TREE_GROUP = "(tree)"
 
 
-def _cluster_of(finding: Finding) -> str:
+def _cluster_of(finding: Finding, folders: dict[str, str]) -> str:
+    """The finding's cluster; else the cluster whose folder holds its file; else the tree."""
     if finding.cluster:
         return finding.cluster
+    for folder, name in folders.items():
+        if finding.file.startswith(folder):
+            return name
     parts = finding.file.split("/")
     if len(parts) > 3 and parts[:2] == ["k8s", "clusters"]:
         return parts[2]
     return TREE_GROUP
 
 
-def grouped(findings: Findings) -> dict[str, dict[str, list[Finding]]]:
-    """cluster -> phase -> findings (errors first, then by file and line)."""
+def cluster_folders(tree: Tree) -> dict[str, str]:
+    """Each cluster's folder (relative, ending in ``/``, deepest first) -> the cluster's name."""
+    folders = {tree.rel(c.folder).rstrip("/") + "/": name for name, c in tree.clusters.items()}
+    return dict(sorted(folders.items(), key=lambda kv: -len(kv[0])))
+
+
+def grouped(findings: Findings, folders: dict[str, str] | None = None) -> dict[str, dict[str, list[Finding]]]:
+    """cluster -> phase -> findings (errors first, then by file and line).
+
+    A finding of no cluster goes to the cluster whose folder (``folders``, see
+    :func:`cluster_folders`) holds its file.
+    """
     groups: dict[str, dict[str, list[Finding]]] = defaultdict(lambda: defaultdict(list))
     for f in findings.items:
-        groups[_cluster_of(f)][f.phase or "-"].append(f)
+        groups[_cluster_of(f, folders or {})][f.phase or "-"].append(f)
     order = {Severity.ERROR: 0, Severity.WARNING: 1}
     return {
         c: {
@@ -50,7 +64,7 @@ def summary(tree: Tree, findings: Findings) -> str:
 def text(tree: Tree, findings: Findings) -> str:
     """The human report."""
     lines: list[str] = []
-    for cluster, phases in grouped(findings).items():
+    for cluster, phases in grouped(findings, cluster_folders(tree)).items():
         lines.append(f"cluster {cluster}" if cluster != TREE_GROUP else "tree")
         for phase, items in phases.items():
             lines.append(f"  phase {phase}" if phase != "-" else "  (no phase)")

@@ -8,6 +8,8 @@ from fluxops.layout import report
 from fluxops.layout.findings import Finding, Findings, Severity, listing
 from fluxops.layout.kustomize import Builder
 from fluxops.layout.sources import line_of, read_sources
+from fluxops.layout.validate import validate
+from tests.layout_fixtures import THIS_REPO, pristine_root
 
 RELEASE = """apiVersion: helm.toolkit.fluxcd.io/v2
 kind: HelmRelease
@@ -112,3 +114,22 @@ def test_long_lists_are_cut() -> None:
     assert listing(names[:11]) == ", ".join(names[:11])
     assert listing(names[:12], limit=3, sep=" -> ") == "app0 -> app1 -> app2 ... and 9 more"
     assert listing([]) == ""
+
+
+def test_a_finding_of_no_cluster_is_shown_under_the_cluster_holding_its_file() -> None:
+    findings = Findings()
+    findings.add(Finding(Severity.WARNING, "unused", "not built", "clusters/prod/extra/kustomization.yaml"))
+    findings.add(Finding(Severity.WARNING, "unused", "not built", "infrastructure/old/kustomization.yaml"))
+    groups = report.grouped(findings, {"clusters/prod/": "prod"})
+    assert {c: [f.file for fs in p.values() for f in fs] for c, p in groups.items()} == {
+        "prod": ["clusters/prod/extra/kustomization.yaml"],
+        report.TREE_GROUP: ["infrastructure/old/kustomization.yaml"],
+    }
+
+
+def test_the_text_report_groups_by_the_tree_s_cluster_folders() -> None:
+    tree, findings = validate(pristine_root(), layout=THIS_REPO)
+    assert report.cluster_folders(tree) == {"k8s/clusters/lab/": "lab", "k8s/clusters/phx/": "phx"}
+    findings.add(Finding(Severity.WARNING, "probe", "a probe", "k8s/clusters/phx/apps.yaml", 1))
+    text = report.text(tree, findings)
+    assert text.index("cluster phx") < text.index("k8s/clusters/phx/apps.yaml:1: a probe")
