@@ -81,7 +81,7 @@ def discover(root: Path, sources: Sources, settings: LayoutSettings) -> Discover
     if not folders:
         folders = [(folder, Entry(how="top-level")) for folder in _top_level_folders(root, sources)]
     if not folders:
-        where = f" (folders {', '.join(sources_scope(root, settings))})" if settings.folders else ""
+        where = f" (folders {', '.join(settings.folders)})" if settings.folders else ""
         raise LayoutError(
             f"no Flux cluster found in {root}{where}: looked for {LOOKED_FOR}; found none. Name the cluster "
             "folders with the fluxops.layout.clusters setting (name: folder)"
@@ -92,7 +92,7 @@ def discover(root: Path, sources: Sources, settings: LayoutSettings) -> Discover
 
 
 def sources_scope(root: Path, settings: LayoutSettings) -> list[str]:
-    """The folders read for manifests: ``fluxops.layout.folders``, else the repository root."""
+    """The folders to read manifests from, relative to ``root``: ``fluxops.layout.folders``, else ``.``."""
     return list(settings.folders) or ["."]
 
 

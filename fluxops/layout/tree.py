@@ -217,11 +217,8 @@ def load(
     whole repository, clusters found from their entry Kustomizations). ``progress`` is called as
     kustomize builds finish. What does not load or build is recorded in ``tree.findings``.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise LayoutError(f"{root} is not a folder: give the root of a repository holding a Flux tree")
-    layout = layout if layout is not None else repository_layout(root)
-    repo = Repo(root.resolve())
+    layout = settings_of(root, layout)
+    repo = Repo(Path(root).resolve())
     folders = _read_folders(repo, layout)
     sources = read_sources(repo.root, folders)
     found = discover(repo.root, sources, layout)
@@ -244,6 +241,15 @@ def load(
         tree.artifacts.close()
     _report_yaml_errors(tree)
     return tree
+
+
+def settings_of(root: Path, layout: LayoutSettings | None) -> LayoutSettings:
+    """``layout``, else the ``fluxops.layout`` settings of ``root``'s invoke.yaml; LayoutError when
+    ``root`` is no folder.
+    """
+    if not Path(root).is_dir():
+        raise LayoutError(f"{root} is not a folder: give the root of a repository holding a Flux tree")
+    return layout if layout is not None else repository_layout(Path(root))
 
 
 def _read_folders(repo: Repo, layout: LayoutSettings) -> list[Path]:

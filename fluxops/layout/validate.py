@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fluxops.errors import LayoutError
 from fluxops.layout import graph, policy, secrets_check
 from fluxops.layout.findings import Findings
 from fluxops.layout.flux_sources import is_generator
@@ -13,8 +12,8 @@ from fluxops.layout.model import Cluster, meta
 from fluxops.layout.schema_checks import check_schemas
 from fluxops.layout.schemas import SchemaChecker
 from fluxops.layout.site_checks import check_site_values
-from fluxops.layout.tree import Progress, Tree, load
-from fluxops.settings import LayoutSettings, repository_layout
+from fluxops.layout.tree import Progress, Tree, load, settings_of
+from fluxops.settings import LayoutSettings
 
 SCHEMA_CACHE = "schemas.json"
 CHART_SOURCE_KINDS = (
@@ -46,10 +45,7 @@ def validate(
     finish. With ``key_dir`` (the key store) encrypted files whose cluster key is there are decrypted
     to verify their MACs; without it only an environment key (SOPS_AGE_KEY_FILE, ...) is used.
     """
-    if layout is None:
-        if not Path(root).is_dir():
-            raise LayoutError(f"{root} is not a folder: give the root of a repository holding a Flux tree")
-        layout = repository_layout(Path(root))
+    layout = settings_of(root, layout)
     policy.known(layout.policy)
     tree = load(root, cluster, jobs=jobs, cache=cache, layout=layout, progress=progress)
     findings = tree.findings
