@@ -12,8 +12,13 @@ from rich.table import Table
 
 from fluxops.inventory import Host
 
-# a terminal sets its own width; piped output (CI logs, tests) gets room for the tables
-console = Console(highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120)
+# a terminal sets its own width; piped output (CI logs, tests) gets room for the tables; NO_COLOR
+# (https://no-color.org) drops every escape code, bold and italic included, not only the colours
+console = Console(
+    highlight=False,
+    width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120,
+    color_system=None if os.environ.get("NO_COLOR") else "auto",
+)
 
 
 def print_inventory(path: Path, hosts: Iterable[Host]) -> None:

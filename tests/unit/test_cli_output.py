@@ -40,6 +40,14 @@ def test_colour_on_a_terminal_none_with_no_color_or_piped(program: str, tmp_path
     assert "\x1b[" not in piped.stdout + piped.stderr
 
 
+def test_no_color_tables_carry_no_escape_code_at_all() -> None:
+    argv = [sys.executable, "-m", "invoke", "inventory.show"]
+    code, styled = on_terminal(argv)
+    assert code == 0 and ESCAPE in styled  # the table's header is bold on a terminal
+    code, plain = on_terminal(argv, env={"NO_COLOR": "1"})
+    assert code == 0 and b"n5" in plain and ESCAPE not in plain, plain
+
+
 def test_progress_is_drawn_on_a_terminal_and_silent_when_piped() -> None:
     argv = [sys.executable, "-c", PROGRESS_SCRIPT]
     code, shown = on_terminal(argv)
