@@ -274,6 +274,8 @@ def _construct_map(loader: Any, node: MappingNode) -> Iterator[dict[str, Any]]:
     yield data
     loader.flatten_mapping(node)
     for key_node, value_node in node.value:
+        if isinstance(key_node, MappingNode | SequenceNode):  # `{{ x }}` unrendered: kustomize refuses it
+            raise _problem(key_node, "invalid map key: a mapping or list cannot be a key")
         key = _key_text(loader.construct_object(key_node, deep=True))
         if node.flow_style and value_node.tag == NULL and not value_node.value:
             data[key] = ""  # go-yaml reads a missing value in a flow mapping ({a, b: }) as ""

@@ -9,8 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from fluxops.layout.yaml_compat import YamlSyntaxError, load_all
 from fluxops.secrets.encrypted import MAX_BYTES, Inspection, inspect, inspect_text
 from fluxops.secrets.sops_values import is_sops_name
 
@@ -26,22 +25,12 @@ _SOPS_HINT = re.compile(r'^sops:|"sops"\s*:|^sops_|^\[sops\]|ENC\[', re.MULTILIN
 _SECRET_HINTS = ("Secret", "secretGenerator")
 
 
-_FastLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _parses(text: str) -> bool:
-    try:
-        for _ in yaml.compose_all(text, Loader=_FastLoader):
-            pass
-    except yaml.YAMLError:
-        return False
-    return True
-
-
 def _fast_documents(text: str) -> list[Any] | None:
+    """The documents as kustomize reads them (``=`` values, custom tags, redefined anchors), at
+    libyaml speed; None when they do not parse, for the full inspection to say why."""
     try:
-        return [doc for doc in yaml.load_all(text, Loader=_FastLoader) if doc is not None]
-    except Exception:  # any YAML or constructor error: the full inspection says what it is
+        return [doc for doc in load_all(text, resource=False) if doc is not None]
+    except (YamlSyntaxError, RecursionError):
         return None
 
 
@@ -49,7 +38,7 @@ def quick_inspect(path: Path, *, syntax: bool = True) -> Inspection:
     """:func:`~fluxops.secrets.encrypted.inspect`, faster for the many files that cannot be encrypted.
 
     Only text with a sops hint (a ``sops:`` block, ``ENC[``, sops' dotenv/INI keys) or a
-    ``*.sops.yaml`` name gets the full inspection. Other text is plaintext: parsed by libyaml, to
+    ``*.sops.yaml`` name gets the full inspection. Other text is plaintext: parsed as kustomize reads it, to
     documents when it may hold a Secret or secretGenerator, else only to tell it is valid YAML;
     what libyaml cannot read goes to the full inspection, which names the problem. Without
     ``syntax`` text that may hold no secret is not parsed at all.
@@ -65,7 +54,7 @@ def quick_inspect(path: Path, *, syntax: bool = True) -> Inspection:
     if any(hint in text for hint in _SECRET_HINTS):
         documents = _fast_documents(text)
         return inspect_text(text, path) if documents is None else Inspection(path, "plaintext", documents)
-    if syntax and path.suffix in YAML_SUFFIXES and not _parses(text):
+    if syntax and path.suffix in YAML_SUFFIXES and _fast_documents(text) is None:
         return inspect_text(text, path)
     return Inspection(path, "plaintext")
 

@@ -214,6 +214,22 @@ def test_unparsable_yaml_is_a_finding_except_in_helm_chart_templates(repo: Path)
     assert finding.code == "yaml" and "not valid YAML" in finding.reason
 
 
+def test_yaml_kustomize_reads_is_no_finding(repo: Path) -> None:
+    # `=` as a value (PyYAML's and ruamel's 'value' tag), a custom tag and a redefined anchor: kustomize
+    # builds all three, and an AlertmanagerConfig naming a Secret must not read as broken YAML
+    config = (
+        "apiVersion: monitoring.coreos.com/v1alpha1\nkind: AlertmanagerConfig\nmetadata:\n  name: a\n"
+        "spec:\n  receivers:\n    - name: x\n      pushoverConfigs:\n        - token: {key: t, name: pushover}\n"
+        "          userKey: &k {key: u, name: Secret}\n  inhibitRules:\n    - sourceMatch:\n"
+        "        - {name: severity, value: critical, matchType: =}\n      other: &k !custom tag\n"
+    )
+    (repo / "k8s/clusters/lab/alertmanagerconfig.yaml").write_text(config)
+    assert "k8s/clusters/lab/alertmanagerconfig.yaml" not in found(repo)
+    (repo / "k8s/clusters/lab/alertmanagerconfig.yaml").write_text(config + "  bad: [\n")
+    [finding] = found(repo)["k8s/clusters/lab/alertmanagerconfig.yaml"]
+    assert finding.code == "yaml"
+
+
 # -- decrypting where the key is at hand ---------------------------------------------------------
 
 
