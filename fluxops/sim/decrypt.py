@@ -12,8 +12,8 @@ kustomize-controller (internal/decryptor, Flux 2.7):
 
 Only age identities are simulated (PGP, KMS and Vault entries are ignored), and encrypted values a
 ``secretGenerator`` reads from files are not decrypted before the build. The identities reach sops
-in ``SOPS_AGE_KEY`` of its private environment (never argv, never a file); HOME points at an empty
-private folder, so no key of the operator's (``~/.config/sops/age/keys.txt``, ``~/.ssh``) helps.
+in ``SOPS_AGE_KEY`` of its private environment (never argv, never a file); HOME is ``/nonexistent``,
+so no key of the operator's (``~/.config/sops/age/keys.txt``, ``~/.ssh``) helps.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from fluxops.shell import local
 
 AGE_EXT = ".agekey"
 TIMEOUT = 60.0
+NO_HOME = "/nonexistent"  # the home of users without one: no key of anyone's can be found there
 
 
 class DecryptionError(Exception):
@@ -71,9 +72,8 @@ def decrypt(obj: dict[str, Any], identities: Secret) -> dict[str, Any]:
     head += f"failed to decrypt and format '{namespace}/{name}' {kind} data"
     private = editor.private_folder(PRIVATE_PREFIX)
     try:
-        env = sops_environment(
-            private, {"SOPS_AGE_KEY": identities, "HOME": str(private), "XDG_CONFIG_HOME": str(private)}
-        )
+        home = {"HOME": NO_HOME, "XDG_CONFIG_HOME": f"{NO_HOME}/.config"}  # stable: sops names it in errors
+        env = sops_environment(private, {"SOPS_AGE_KEY": identities, **home})
         argv = [binary(), "decrypt", "--ignore-mac", "--filename-override", "object.json"]
         argv += ["--input-type", "json", "--output-type", "json"]
         result = local().run(

@@ -10,7 +10,6 @@ still sees a whole document, the old one or the new one. The folder is 0700.
 from __future__ import annotations
 
 import contextlib
-import copy
 import errno
 import fcntl
 import json
@@ -111,8 +110,8 @@ class State:
         return sorted(found, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
 
     def copy(self) -> State:
-        """A deep copy (a snapshot that later changes do not reach)."""
-        return State(copy.deepcopy(self.data))
+        """A deep copy (a snapshot that later changes do not reach); JSON data copies fastest through JSON."""
+        return State(json.loads(json.dumps(self.data)))
 
 
 class Store:
@@ -165,7 +164,7 @@ class Store:
                 self._write(state)
 
     def _write(self, state: State) -> None:
-        atomic_write(self.path, json.dumps(state.data, indent=1, sort_keys=True), mode=0o600)
+        atomic_write(self.path, json.dumps(state.data, sort_keys=True), mode=0o600)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

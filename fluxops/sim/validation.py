@@ -152,7 +152,9 @@ class Validator:
             if problem.severity != "error":
                 continue
             where = field_path(problem.path)
-            text = problem.message.removeprefix(f"{'.'.join(map(str, problem.path))}: ")
+            text = problem.message
+            for depth in (len(problem.path), len(problem.path) - 1):  # "spec: additional properties ..."
+                text = text.removeprefix(f"{'.'.join(map(str, problem.path[:depth]))}: ")
             if _UNDECLARED.match(text):
                 undeclared.append(f".{where}: field not declared in schema")
             else:
