@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fluxops.layout.findings import Findings
-from fluxops.layout.model import FLUX_GROUP_SUFFIX, Cluster, Key, Phase, group_of
-from fluxops.layout.schemas import is_builtin_group
+from fluxops.layout.model import Cluster, Key, Phase, group_of
+from fluxops.layout.schemas import needs_crd
 from fluxops.layout.sources import line_of
 
 ROOT = "(root)"  # stands for a cluster's root folder where a CRD is installed by it
@@ -120,9 +120,8 @@ def installed_crds(
 
 
 def is_custom(obj: dict[str, Any]) -> bool:
-    """True for an object whose kind needs a CRD: not built in, not Flux's own."""
-    group = group_of(str(obj.get("apiVersion", "")))
-    return not is_builtin_group(group) and not group.endswith(FLUX_GROUP_SUFFIX)
+    """True for an object whose kind needs a CRD: not built in (Kubernetes, k3s), not Flux's own."""
+    return needs_crd(group_of(str(obj.get("apiVersion", ""))))
 
 
 def crd_ordering(cluster: Cluster, root_objects: list[dict[str, Any]] | None = None) -> list[CrdIssue]:

@@ -142,7 +142,7 @@ def _check_owners(tree: Tree, values: dict[str, list[SiteValue]], findings: Find
     """No two clusters with the same external-dns owner id (each would delete the other's records)."""
     owners = {name: [v for v in found if v.field == "external_dns_owner"] for name, found in values.items()}
     if tree.only is not None:
-        others = [n for n in tree.repo.cluster_names() if n not in owners]
+        others = [n for n in tree.discovered if n not in owners]
         for name in others:
             other = load(tree.repo.root, name)
             owners[name] = [

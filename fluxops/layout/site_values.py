@@ -225,8 +225,7 @@ class _Locator:
     def __init__(self, tree: Tree, cluster: Cluster) -> None:
         self.tree, self.cluster = tree, cluster
         own = tree.rel(cluster.folder)
-        others = set(tree.repo.cluster_names()) - {cluster.name}
-        foreign = tuple(tree.rel(cluster.folder.parent / o) for o in others)
+        foreign = tuple(tree.rel(f) for n, f in tree.discovered.items() if n != cluster.name)
         # The cluster's own files first, then shared ones (base); never another cluster's.
         files = [f for f in tree.sources.files() if not any(is_under(f, x) for x in foreign)]
         self.files = sorted(files, key=lambda f: not is_under(f, own))

@@ -108,12 +108,14 @@ class Tree:
         folder = self.clusters[cluster].folder if cluster in self.clusters else None
         under = (self.rel(folder),) if folder is not None else ()
         kind = str(obj.get("kind", ""))
-        found = self.sources.find(kind, name, namespace, under)
+        found = self.sources.find(kind, name, namespace, under, like=obj)
         for prefix, suffix in sorted(self.renames):
             if found is not None:
                 break
             if name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix) + len(suffix):
-                found = self.sources.find(kind, name[len(prefix) : len(name) - len(suffix)], namespace, under)
+                found = self.sources.find(
+                    kind, name[len(prefix) : len(name) - len(suffix)], namespace, under, like=obj
+                )
         return found if found is not None else self._templated(obj, kind, name, namespace)
 
     def _templated(self, obj: dict[str, Any], kind: str, name: str, namespace: str) -> Any:
