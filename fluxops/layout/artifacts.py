@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 from fluxops.layout.flux_generator import IGNORED_FILES, IGNORED_FOLDERS
+from fluxops.layout.merge import merge_maps
 
 GLOB_CHARS = "*?[]"
 ARTIFACT_PREFIX = "@artifact/"
@@ -215,7 +216,7 @@ def _copy(src_root: Path, src: str, staged: Staged, dest: str, excludes: list[st
 def _place(source: Path, target: Path, merge: bool) -> None:
     """A link to ``source`` at ``target`` (replacing what is there), or the YAML merge of both."""
     if merge and target.is_file():
-        merged = _merge_maps(_yaml_map(target), _yaml_map(source))
+        merged = merge_maps(_yaml_map(target), _yaml_map(source))
         target.unlink()
         target.write_text(yaml.safe_dump(merged, sort_keys=True), encoding="utf-8")
         return
@@ -230,22 +231,11 @@ def _yaml_map(path: Path) -> dict[str, Any]:
     try:
         for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             if isinstance(doc, dict):
-                out = _merge_maps(out, doc)
+                out = merge_maps(out, doc)
             elif doc is not None:
                 raise CopyError(f"cannot merge {path.name}: a document is not a mapping")
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise CopyError(f"cannot merge {path.name}: {exc}") from None
-    return out
-
-
-def _merge_maps(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """Deep merge: nested mappings merged, everything else (lists included) replaced by ``overlay``'s."""
-    out = dict(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge_maps(out[key], value)
-        else:
-            out[key] = value
     return out
 
 

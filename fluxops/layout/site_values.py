@@ -18,6 +18,7 @@ import yaml
 
 from fluxops.errors import LayoutError
 from fluxops.layout.locate import label, where
+from fluxops.layout.merge import merge_maps
 from fluxops.layout.model import Cluster, Phase, meta
 from fluxops.layout.sources import YamlSyntaxError, line_of, load_all
 from fluxops.layout.tree import Tree
@@ -145,17 +146,6 @@ def _kind_values(obj: dict[str, Any]) -> Iterator[Found]:
 
 
 # --- chart values ----------------------------------------------------------------------------------
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Maps merged key by key, anything else replaced (helm-controller's MergeMaps)."""
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _values_texts(obj: dict[str, Any], config_maps: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
@@ -311,11 +301,11 @@ def _pending(tree: Tree, cluster: Cluster, locator: _Locator) -> list[_Pending]:
                 for text in _values_texts(obj, config_maps):
                     parsed = _parse_values(text)
                     if parsed is not None:
-                        values = _merge(values, parsed)
+                        values = merge_maps(values, parsed)
                         origins.insert(1, (locator.generator_file(text), parsed, ()))
                 spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
                 if isinstance(spec.get("values"), dict):
-                    values = _merge(values, spec["values"])
+                    values = merge_maps(values, spec["values"])
                 items = list(_walk(values))
             else:
                 origins, items = [(file, data, ())], [*_walk(obj), *_kind_values(obj)]
