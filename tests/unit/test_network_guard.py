@@ -145,8 +145,6 @@ def test_a_test_that_swallows_the_refusal_still_fails(tmp_path: Path) -> None:
             os.devnull,
             "-p",
             "no:cacheprovider",
-            "-p",
-            "no:cloudcoil",
             str(test),
         ],
         cwd=REPO,
