@@ -2,7 +2,9 @@
 
 A :meth:`Controllers.tick` mirrors controller-runtime's work queue:
 
-1. under the state lock, the objects due now are claimed: new ones, those whose generation changed
+1. under the state lock, the objects due now are claimed (with the node setting ``workers``, at most
+   that many of a kind per round, like a controller's ``--concurrent``): new ones, those whose
+   generation changed
    (GenerationChangedPredicate), those whose ``reconcile.fluxcd.io/requestedAt`` changed
    (ReconcileRequestedPredicate), those being deleted, and those whose requeue time has come. A
    claim is a lease in the schedule, so several processes may drive one node: each object is
@@ -44,7 +46,7 @@ REGISTRY: dict[tuple[str, str], Reconciler] = {
     (helm.GROUP, "HelmRelease"): helm.reconcile_release,
 }
 LEASE_SECONDS = 300.0  # real seconds a claim lasts if its process dies without committing
-WORKERS = 4  # kustomize-controller's --concurrent default
+WORKERS = 4  # threads reconciling at once in one process
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 
 
@@ -128,12 +130,15 @@ class Controllers:
 
     def _claim(self, state: State, now: float) -> list[str]:
         claimed = []
+        per_kind: dict[str, int] = {}
+        workers = int((state.node.get("settings") or {}).get("workers") or 0) or None
         faults = (state.faults.get("kustomizations") or {}) if isinstance(state.faults, dict) else {}
-        for key, obj in state.objects.items():
+        for key, obj in sorted(state.objects.items()):
             if _reconciler(obj) is None:
                 continue
             entry = state.schedule.setdefault(key, {})
-            if leased(entry):
+            kind = str(obj.get("kind"))
+            if leased(entry) or (workers is not None and per_kind.get(kind, 0) >= workers):
                 continue
             triggered = _triggered(obj, entry)
             if not triggered and (entry.get("health") or entry.get("due") is None or entry["due"] > now):
@@ -160,6 +165,7 @@ class Controllers:
                 continue
             entry.pop("slow_until", None)
             entry["lease"] = {"owner": self.owner, "until": time.time() + LEASE_SECONDS}
+            per_kind[kind] = per_kind.get(kind, 0) + 1
             claimed.append(key)
         return claimed
 
