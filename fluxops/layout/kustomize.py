@@ -9,8 +9,8 @@ import re
 import shutil
 import sys
 import threading
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,10 @@ OutputLoader = SubstitutedLoader
 # in the source (fluxcd/pkg kustomize generator); the builds here do the same.
 BUILD_FLAGS = ("--load-restrictor=LoadRestrictionsNone",)
 _SEPARATOR = re.compile(r"^---\n", re.MULTILINE)
+# Go runtime settings for the short kubectl processes, unless this process's environment sets them:
+# one scheduler thread (the builds run side by side already) and no collection below 512 MiB of heap
+# (a build allocates a few MiB and exits). Together they make a build about a third cheaper.
+BUILD_ENV = {"GOMAXPROCS": "1", "GOGC": "off", "GOMEMLIMIT": "512MiB"}
 
 Target = Path | Overlay  # a folder built as it is, or with the kustomization file Flux writes
 
@@ -118,6 +122,8 @@ class Builder:
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self._file_hashes: dict[Path, str] = {}
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._started: dict[Target, Future[BuildResult]] = {}
 
     def _file_hash(self, path: Path) -> str:
         with self._lock:
@@ -228,7 +234,10 @@ class Builder:
         """Run kustomize on ``build_dir``; the result is reported for ``folder``."""
         try:
             result = local().run(
-                [kubectl(), "kustomize", *BUILD_FLAGS, str(build_dir)], timeout=BUILD_TIMEOUT, check=False
+                [kubectl(), "kustomize", *BUILD_FLAGS, str(build_dir)],
+                timeout=BUILD_TIMEOUT,
+                check=False,
+                env=build_env(os.environ),
             )
         except CommandError as exc:
             return BuildResult(folder, False, error=str(exc))
@@ -261,16 +270,44 @@ class Builder:
         except OSError:
             pass
 
+    def submit(self, target: Target) -> Future[BuildResult]:
+        """Start building ``target`` in the pool (bounded by ``jobs``); a target is built once."""
+        target = target if isinstance(target, Overlay) else target.resolve()
+        with self._lock:
+            future = self._started.get(target)
+            if future is None:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="kustomize")
+                future = self._pool.submit(self.build, target)
+                self._started[target] = future
+        return future
+
+    def close(self) -> None:
+        """Wait for the builds started and stop the pool (a later submit starts a new one)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
     def build_all(self, targets: Iterable[Target]) -> dict[Target, BuildResult]:
-        """Build many folders or overlays in parallel (bounded by cores); results keyed by target."""
+        """Build many folders or overlays in parallel (bounded by ``jobs``); results keyed by target."""
         unique: list[Target] = sorted(
             {t if isinstance(t, Overlay) else t.resolve() for t in targets},
             key=lambda t: t.sort_key() if isinstance(t, Overlay) else str(t),
         )
         if len(unique) <= 1 or self.jobs == 1:
             return {f: self.build(f) for f in unique}
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            return dict(zip(unique, pool.map(self.build, unique), strict=True))
+        opened = self._pool is None
+        futures = [self.submit(t) for t in unique]
+        results = {t: f.result() for t, f in zip(unique, futures, strict=True)}
+        if opened:
+            self.close()
+        return results
+
+
+def build_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The BUILD_ENV settings ``environ`` does not set itself."""
+    return {k: v for k, v in BUILD_ENV.items() if k not in environ}
 
 
 def _binary_stamp(path: str) -> str:

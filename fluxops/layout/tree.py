@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +41,10 @@ from fluxops.layout.sources import SourceDoc, Sources, line_of, read_sources
 from fluxops.secrets.rules import CONFIG_NAME
 from fluxops.settings import LayoutSettings, repository_layout
 
-MAX_NESTING = 5
-# Rounds of building: nesting, plus rounds that wait for a substituteFrom object or a source another
-# phase applies.
-MAX_ROUNDS = 3 * MAX_NESTING
+# Passes over the phases: the first builds every phase it reaches (and the phases their builds
+# reveal, as each build finishes); each further pass retries the phases still waiting for a
+# substituteFrom object or a source another phase applies, until one finds nothing new.
+MAX_PASSES = 15
 
 # Called as builds finish: (builds done, builds started so far).
 Progress = Callable[[int, int], None]
@@ -186,13 +188,16 @@ class _CountingBuilder(Builder):
         self.done = 0
         self.started = 0
         self._count = threading.Lock()
+        self._submitted: set[Target] = set()
 
-    def build_all(self, targets: Iterable[Target]) -> dict[Target, BuildResult]:
-        """As Builder.build_all, counting the distinct targets as started."""
-        targets = list(targets)
+    def submit(self, target: Target) -> Future[BuildResult]:
+        """As Builder.submit, counting each distinct target as started."""
+        target = target if isinstance(target, Overlay) else target.resolve()
         with self._count:
-            self.started += len({t if isinstance(t, Overlay) else t.resolve() for t in targets})
-        return super().build_all(targets)
+            if target not in self._submitted:
+                self._submitted.add(target)
+                self.started += 1
+        return super().submit(target)
 
     def build(self, target: Target) -> BuildResult:
         """As Builder.build, then one more build done."""
@@ -240,6 +245,7 @@ def load(
             _find_phases(tree, c)
         _build_phases(tree, builder, plans)
     finally:
+        builder.close()
         tree.artifacts.close()
     _report_yaml_errors(tree)
     return tree
@@ -302,7 +308,7 @@ def _build_roots(tree: Tree, builder: Builder) -> dict[str, FluxPlan]:
     plans = {c.name: plan(_entry_object(tree, c), tree.repo.root) for c in tree.clusters.values()}
     targets: set[Target] = {p.target for p in plans.values() if p.target is not None}
     targets.update(c.folder.resolve() for c in tree.clusters.values() if kustomization_file(c.folder))
-    tree.builds.update(builder.build_all(targets))
+    _wait(tree, builder, targets)
     for cluster in tree.clusters.values():
         _finish_root(tree, cluster, plans[cluster.name])
     return plans
@@ -516,39 +522,96 @@ def _defined(tree: Tree, cluster: Cluster, kind: str, namespace: str, name: str)
     return None
 
 
+def _wait(tree: Tree, builder: Builder, targets: set[Target]) -> None:
+    """Build ``targets`` (in parallel, in a stable order) into ``tree.builds``."""
+    ordered = sorted(targets, key=lambda t: t.sort_key() if isinstance(t, Overlay) else str(t))
+    started = [(t, builder.submit(t)) for t in ordered]
+    tree.builds.update((t, f.result()) for t, f in started)
+
+
 def _build_phases(tree: Tree, builder: Builder, roots: dict[str, FluxPlan]) -> None:
     used: dict[Path, str] = {}
     plain: set[Path] = set()
     for cluster in tree.clusters.values():
         _reach_plan(tree, roots[cluster.name], used, plain, {"cluster": cluster.name})
     final = False
-    for _ in range(MAX_ROUNDS):
+    for _ in range(MAX_PASSES):
         if all(p.built for c in tree.clusters.values() for p in c.phases):
             break
-        # When nothing moved, the next round reports what every pending phase waits for.
-        final = not _round(tree, builder, used, plain, final)
+        # When nothing moved, the next pass reports what every pending phase waits for.
+        final = not _pass(tree, builder, used, plain, final)
     else:
-        _round(tree, builder, used, plain, final=True)
+        _pass(tree, builder, used, plain, final=True)
     tree.folders = used
+    _build_failed_parts(tree, builder, plain)
     _report_build_failures(tree)
     if tree.only is None:
         _report_orphans(tree)
 
 
-def _round(tree: Tree, builder: Builder, used: dict[Path, str], plain: set[Path], final: bool) -> bool:
-    """Plan, build and finish every pending phase once; True when one of them moved on."""
-    pending = [(c, p) for c in tree.clusters.values() for p in c.phases if not p.built]
+def _pass(tree: Tree, builder: Builder, used: dict[Path, str], plain: set[Path], final: bool) -> bool:
+    """Plan, build and finish every pending phase, and every phase their builds reveal; True when one
+    of them moved on.
+
+    A build starts as soon as its phase is planned: a nested Kustomization's build as soon as the
+    build that reveals it is finished, so no level of nesting waits for the slowest build of the one
+    above. Phases are finished in the order they were found (each finish sees the same phases built
+    before it on every run), while the builds of the ones after it go on.
+    """
+    queue = deque((c, p) for c in tree.clusters.values() for p in c.phases if not p.built)
     moved = False
-    for cluster, phase in pending:
-        if (cluster.name, *phase.key) not in tree.plans and not phase.built:
-            moved = _plan_phase(tree, cluster, phase, used, plain, final) or moved
-    ready = [(c, p) for c, p in pending if not p.built and (c.name, *p.key) in tree.plans]
-    targets: set[Target] = set(plain)
-    targets.update(t for c, p in ready if (t := tree.plans[(c.name, *p.key)].target) is not None)
-    tree.builds.update(builder.build_all([t for t in targets if t not in tree.builds]))
-    for cluster, phase in ready:
+    for cluster, phase in queue:
+        moved = _start_phase(tree, builder, cluster, phase, used, plain, final) or moved
+    while queue:
+        cluster, phase = queue.popleft()
+        flux_plan = tree.plans.get((cluster.name, *phase.key))
+        if phase.built or flux_plan is None:
+            continue  # done without a build, or waiting for its source
+        if flux_plan.target is not None and flux_plan.target not in tree.builds:
+            tree.builds[flux_plan.target] = builder.submit(flux_plan.target).result()
+        known = len(cluster.phases)
         moved = _fill_phase(tree, cluster, phase, final) or moved
+        for found in cluster.phases[known:]:
+            _start_phase(tree, builder, cluster, found, used, plain, final)
+            queue.append((cluster, found))
     return moved
+
+
+def _start_phase(
+    tree: Tree,
+    builder: Builder,
+    cluster: Cluster,
+    phase: Phase,
+    used: dict[Path, str],
+    plain: set[Path],
+    final: bool,
+) -> bool:
+    """Plan the phase (once) and start its build; True when it was planned now."""
+    key = (cluster.name, *phase.key)
+    planned = False
+    if key not in tree.plans and not phase.built:
+        planned = _plan_phase(tree, cluster, phase, used, plain, final)
+    flux_plan = tree.plans.get(key)
+    if flux_plan is not None and flux_plan.target is not None and not phase.built:
+        builder.submit(flux_plan.target)
+    return planned
+
+
+def _build_failed_parts(tree: Tree, builder: Builder, plain: set[Path]) -> None:
+    """Build the folders a failed build reads, as they are, so the failure is reported where it starts
+    (when every build succeeds, no folder is built twice).
+    """
+    parts: dict[Path, str] = {}
+    for target, result in list(tree.builds.items()):
+        if result.ok:
+            continue
+        folder = target.folder if isinstance(target, Overlay) else target
+        data = target.data() if isinstance(target, Overlay) else read_kustomization(folder)
+        for ref, _ in local_refs(data):
+            child = (folder / ref).resolve()
+            if child.is_dir() and not is_remote(ref):
+                reachable_folders(child, parts)
+    _wait(tree, builder, {p for p in parts if p in plain and p not in tree.builds})
 
 
 def _fill_phase(tree: Tree, cluster: Cluster, phase: Phase, final: bool) -> bool:
