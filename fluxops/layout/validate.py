@@ -9,6 +9,7 @@ from fluxops.layout.findings import Findings
 from fluxops.layout.flux_sources import is_generator
 from fluxops.layout.locate import label, where
 from fluxops.layout.model import Cluster, meta
+from fluxops.layout.references import check_references
 from fluxops.layout.schema_checks import check_schemas
 from fluxops.layout.schemas import SchemaChecker
 from fluxops.layout.site_checks import check_site_values
@@ -59,6 +60,7 @@ def validate(
         check_chart_sources(tree, c, findings)
         secrets_check.check_decryption(c, findings)
         check_built_secrets(tree, c, findings)
+        check_references(tree, c, findings)
     checker.save()
     check_site_values(tree, findings)  # the inventory named by invoke.yaml, when there is one
     policy.check(layout.policy, tree, findings)
