@@ -1,7 +1,8 @@
 """Repository conventions checked on top of Flux's own rules: named policies made of named rules.
 
 One policy exists, ``fluxops-phases``: this repository's layout (a cluster applies five phase
-Kustomizations, crds -> infrastructure + storage -> infrastructure-config -> apps). It is on when
+Kustomizations, crds -> infrastructure + storage -> infrastructure-config -> apps; a phase may apply
+component Kustomizations of its own, which are not phases). It is on when
 ``fluxops.layout.policy`` names it (this repository's invoke.yaml does), off otherwise. Each
 finding's code is its rule's name and its message ends with the policy's name. docs/validate.md
 describes every rule.
@@ -22,7 +23,10 @@ from fluxops.layout.model import (
     PHASE_ORDER,
     SHOULD_NOT_WAIT,
     Cluster,
+    Key,
     Phase,
+    is_flux_kustomization,
+    meta,
 )
 from fluxops.layout.sources import line_of
 from fluxops.layout.tree import Tree
@@ -32,9 +36,12 @@ CRDS_PHASE = "crds"
 LEGACY_FOLDER = "infrastructure"  # beside clusters/ and base/: the layout the phases replaced
 
 RULES: dict[str, str] = {
-    "phase-names": "every phase Kustomization is one of " + ", ".join(PHASE_ORDER) + " (warning)",
+    "phase-names": "every Kustomization the cluster folder applies is one of "
+    + ", ".join(PHASE_ORDER)
+    + "; those a phase applies are its components (warning)",
     "phase-order": "each phase depends (directly or transitively) on the phases before it",
-    "wait-blocking": "crds, infrastructure, storage and infrastructure-config set spec.wait: true",
+    "wait-blocking": "crds, infrastructure, storage and infrastructure-config set spec.wait: true, or "
+    "spec.healthChecks naming what later phases need",
     "apps-nonblocking": "apps does not set wait: true (warning)",
     "prune": "every phase sets prune: true (warning)",
     "crds-phase-only": "CustomResourceDefinitions are applied by the crds phase only",
@@ -80,10 +87,29 @@ class Rule:
         add(rule, f"{message} (policy {FLUXOPS_PHASES})", cluster=self.cluster.name, **where_)
 
 
+def components(cluster: Cluster) -> set[Key]:
+    """(namespace, name) of the Kustomizations a phase applies: its components, not phases."""
+    return {
+        (meta(obj)[1] or phase.namespace, meta(obj)[0])
+        for phase in cluster.phases
+        for obj in phase.objects
+        if is_flux_kustomization(obj)
+    }
+
+
+def _blocks(phase: Phase) -> bool:
+    """True when Flux marks the phase Ready only once what it applies is healthy: ``wait: true``, or
+    ``healthChecks`` naming the components later phases need (the others do not hold it back).
+    """
+    checks = phase.spec.get("healthChecks")
+    return phase.wait or (isinstance(checks, list) and bool(checks))
+
+
 def _phase_rules(cluster: Cluster, rule: Rule) -> None:
+    parts = components(cluster)
     for phase in cluster.phases:
         ancestors = {name for _, name in cluster.ancestors(phase)}
-        if phase.name not in PHASE_ORDER:
+        if phase.name not in PHASE_ORDER and phase.key not in parts:
             rule(
                 "phase-names",
                 "warning",
@@ -103,12 +129,13 @@ def _phase_rules(cluster: Cluster, rule: Rule) -> None:
                     "spec",
                     "dependsOn",
                 )
-        if phase.name in MUST_WAIT and not phase.wait:
+        if phase.name in MUST_WAIT and not _blocks(phase):
             rule(
                 "wait-blocking",
                 "error",
                 phase,
-                f"phase {phase.name} must set spec.wait: true so later phases start only once it is ready",
+                f"phase {phase.name} must set spec.wait: true (or spec.healthChecks) so later phases start "
+                "only once it is ready",
                 "spec",
                 "wait",
             )
