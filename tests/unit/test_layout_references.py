@@ -517,3 +517,9 @@ def test_waits_for() -> None:
     phase.obj["spec"]["healthChecks"] = [{"kind": "Deployment", "name": "d", "namespace": "n"}]
     assert waits_for(phase, deploy)
     assert waits_for(Phase("p", "flux-system", {"spec": {"wait": True}}), deploy)
+
+
+def test_rule_is_documented() -> None:
+    doc = (REPO / "docs" / "validate.md").read_text(encoding="utf-8")
+    assert f"| `{CODE}` | error, warning |" in doc
+    assert "## Forward references" in doc
