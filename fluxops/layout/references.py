@@ -23,6 +23,7 @@ true`` or a health check naming it) and the reference is not ``optional``, a war
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -53,6 +54,19 @@ VOLUME_KEYS = {
     "secretName": frozenset({"secretName", "items", "defaultMode", "optional"}),
     "name": frozenset({"name", "items", "defaultMode", "optional"}),
 }
+# Keys of a mapping that may name a Secret or ConfigMap (a mapping without any holds no reference).
+REF_KEYS = frozenset(
+    {
+        "secretKeyRef",
+        "configMapKeyRef",
+        "secretRef",
+        "configMapRef",
+        "secret",
+        "configMap",
+        "imagePullSecrets",
+        "existingSecret",
+    }
+)
 LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
 SVC_HOST = re.compile(rf"(?<![\w.-])((?:{LABEL}\.)+)svc(?![\w-])")
 URL_HOST = re.compile(rf"\b[a-z][a-z0-9+.-]*://(?:[^@/\s]*@)?({LABEL}(?:\.{LABEL})?)(?=[:/?#\s\"',;]|$)")
@@ -222,10 +236,14 @@ def chart_values(obj: dict[str, Any], config_maps: ConfigMaps) -> tuple[dict[str
     return merge_maps(merged, _dict(spec.get("values"))), layers
 
 
-def references(obj: dict[str, Any], config_maps: ConfigMaps | None = None) -> list[Reference]:
+def references(
+    obj: dict[str, Any],
+    config_maps: ConfigMaps | None = None,
+    chart: tuple[dict[str, Any], list[ValuesLayer]] | None = None,
+) -> list[Reference]:
     """What ``obj`` refers to: from a workload's pod template, a HelmRelease's ``valuesFrom`` and chart
-    values (``config_maps``: the cluster's ConfigMaps by (namespace, name), for ``valuesFrom``), a
-    ConfigMap's data; nothing from other kinds.
+    values (``config_maps``: the cluster's ConfigMaps by (namespace, name), for ``valuesFrom``; or
+    ``chart``, what :func:`chart_values` gave for it), a ConfigMap's data; nothing from other kinds.
     """
     kind = str(obj.get("kind", ""))
     name, namespace = meta(obj)
@@ -252,7 +270,7 @@ def references(obj: dict[str, Any], config_maps: ConfigMaps | None = None) -> li
             text = f"valuesFrom {ref_kind} {ref_name}"
             path = ("spec", "valuesFrom", i, "name")
             found.append(Reference(ref_kind, namespace, ref_name, text, path, ref.get("optional") is True))
-    values, layers = chart_values(obj, config_maps or {})
+    values, layers = chart if chart is not None else chart_values(obj, config_maps or {})
     inline = _dict(_dict(obj.get("spec")).get("values"))
     for ref in _walk(values, (), release_of(obj)[0]):
         if _get(inline, ref.path) is not None:
@@ -293,6 +311,8 @@ def _walk(node: Any, path: Path, namespace: str) -> Iterator[Reference]:
 
 def _structured(node: dict[str, Any], path: Path, namespace: str) -> Iterator[Reference]:
     """Kubernetes object references held directly by one mapping."""
+    if node.keys().isdisjoint(REF_KEYS):
+        return
     for key, kind in (("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")):
         ref = node.get(key)
         if isinstance(ref, dict) and isinstance(ref.get("name"), str):
@@ -334,6 +354,8 @@ def _hosts(text: str, namespace: str, *, whole: bool = True) -> Iterator[tuple[s
     and URL hosts anywhere; ``name.namespace[:port]``/``name:port`` as the whole value (not in a
     ConfigMap's data, whose entries are files: ``whole`` false).
     """
+    if "." not in text and ":" not in text:
+        return
     for match in SVC_HOST.finditer(text):
         labels = match.group(1).rstrip(".").split(".")
         if len(labels) >= 2:
@@ -405,8 +427,8 @@ def forward_references(cluster: Cluster) -> list[ForwardRef]:
     referring: list[tuple[Phase, dict[str, Any], list[Reference]]] = []
     for phase in cluster.phases:
         for obj in phase.objects:
-            values = chart_values(obj, config_maps)[0] if obj.get("kind") == "HelmRelease" else None
-            for made in creations(obj, values):
+            chart = chart_values(obj, config_maps) if obj.get("kind") == "HelmRelease" else None
+            for made in creations(obj, chart[0] if chart is not None else None):
                 creator = Creator(phase, obj, made)
                 if made.prefix:
                     prefixed.setdefault(made.kind, []).append(creator)
@@ -414,7 +436,7 @@ def forward_references(cluster: Cluster) -> list[ForwardRef]:
                     by_kind_name.setdefault((made.kind, made.name), []).append(creator)
             if obj.get("kind") == "ConfigMap" and (meta(obj)[1], meta(obj)[0]) in values_inputs:
                 continue  # read as the HelmRelease's values
-            refs = references(obj, config_maps)
+            refs = references(obj, config_maps, chart)
             if refs:
                 referring.append((phase, obj, refs))
     ancestors = {id(p): cluster.ancestors(p) for p in cluster.phases}
@@ -558,7 +580,11 @@ def _at_path(path: str, value: str) -> dict[str, Any]:
     return out
 
 
+@functools.lru_cache(maxsize=256)
 def _parse(text: str) -> dict[str, Any] | None:
+    """The values of a ``valuesFrom`` text, with lines (cached: every check reads the same texts; the
+    result is never changed, merges copy).
+    """
     try:
         docs = load_all(text, resource=False)
     except YamlSyntaxError:
