@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from fluxops import inventory as inv
 from fluxops import sandbox
+from fluxops.progname import progname
 from fluxops.settings import Settings
 from fluxops.shell import Connections
 from fluxops.tables import print_inventory
@@ -43,7 +44,7 @@ def run(settings: Settings, *, keep: bool = False, say: Callable[[str], None] = 
                 ok = ok and check.ok
     finally:
         if keep:
-            say(f"sandbox left running; stop it with: invoke sandbox.down ({settings.sandbox_dir})")
+            say(f"sandbox left running; stop it with: {progname()} sandbox.down ({settings.sandbox_dir})")
         else:
             say("[bold]5. sandbox hosts down[/]")
             result = sandbox.down(settings.sandbox_dir, progress=lambda m: say(f"   {m}"))

@@ -126,3 +126,33 @@ def phase_summary(cluster: Cluster) -> list[dict[str, Any]]:
         }
         for p in ordered(cluster)
     ]
+
+
+def as_json(cluster: Cluster) -> dict[str, Any]:
+    """``layout.tree --json`` for one cluster (docs/cli.md): its phases level by level, in apply order."""
+    order = apply_order(cluster)
+    missing = {p.name: missing_dependencies(cluster, p) for p in cluster.phases}
+
+    def phase(p: Phase, level: int | None, group: list[Phase]) -> dict[str, Any]:
+        return {
+            "name": p.name,
+            "namespace": p.namespace,
+            "level": level,
+            "parallel_with": [q.name for q in group if q is not p],
+            "path": p.path,
+            "file": p.file,
+            "line": p.line,
+            "dependsOn": p.depends_on,
+            "missing": missing[p.name],
+            "wait": p.wait,
+            "sops": "sops" in markers(p),
+            "installs": installs(p),
+            "never_applied": order.why.get(p.name),
+        }
+
+    phases = [phase(p, n, level) for n, level in enumerate(order.levels, 1) for p in level]
+    return {
+        "cluster": cluster.name,
+        "levels": len(order.levels),
+        "phases": phases + [phase(p, None, []) for p in order.stuck],
+    }

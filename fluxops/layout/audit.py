@@ -23,6 +23,7 @@ from fluxops.layout.roundtrip import load_docs, write_docs
 from fluxops.layout.secrets_check import is_sops_file
 from fluxops.layout.sources import SourceDoc, read_sources
 from fluxops.layout.tree import check_root, load, reachable_folders
+from fluxops.progname import progname
 
 SKIP_KINDS = {"Secret", "Kustomization"}
 SKIP_DIRS = ("flux-system",)
@@ -189,7 +190,7 @@ def describe(dups: list[Duplicate]) -> str:
             what = ", ".join(op["path"] for op in ops) or "nothing (identical)"
             lines.append(f"    {m.cluster}: {m.doc.file}:{m.doc.line}; patch: {what}")
         lines.append(f"    proposal: move the shared definition to {dup.base_file} and patch per cluster")
-    lines.append("run `invoke layout.audit --apply` to do it")
+    lines.append(f"run `{progname()} layout.audit --apply` to do it")
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ from fluxops.layout.site_answers import answers as site_answers
 from fluxops.layout.site_values import FIELDS, SiteValue, is_under, read_site_values, rewrite_line
 from fluxops.layout.sources import YAML_SUFFIXES
 from fluxops.layout.tree import load
+from fluxops.progname import progname
 from fluxops.yamlstyle import round_trip
 
 APPS = "apps"
@@ -101,7 +102,7 @@ def _secret_note(like_file: Path, rel: str, cluster: str) -> dict[str, Any]:
     name, namespace = str(md.get("name", "NAME")), str(md.get("namespace", "default"))
     literals = " ".join(f"--from-file {k}=FILE" for k in keys) or "--from-file KEY=FILE"
     command = (
-        f"invoke secrets.new --cluster {cluster} --name {name} --namespace {namespace} {literals} "
+        f"{progname()} secrets.new --cluster {cluster} --name {name} --namespace {namespace} {literals} "
         f"--dest k8s/clusters/{cluster}/{rel}"
     )
     return {
@@ -303,7 +304,7 @@ def _plan(
 
 def _add_notes(result: Scaffold, name: str) -> None:
     result.notes.append(
-        f"create the age key and .sops.yaml rule first: invoke keys.generate --cluster {name}"
+        f"create the age key and .sops.yaml rule first: {progname()} keys.generate --cluster {name}"
     )
     for secret in result.omitted_secrets:
         result.notes.append(

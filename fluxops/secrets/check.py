@@ -56,6 +56,7 @@ from ruamel.yaml import YAML
 
 from fluxops import clusters
 from fluxops.errors import FluxopsError
+from fluxops.progname import progname
 from fluxops.secrets import rules, walk
 from fluxops.secrets.encrypted import Inspection, inspect
 from fluxops.secrets.findings import Finding, Report, relative
@@ -141,7 +142,7 @@ def _recipient_findings(rel: str, inspection: Inspection, config: _Config) -> li
             Finding(
                 rel,
                 "no creation rule in .sops.yaml matches this file, so sops cannot re-key it "
-                f"(recipients {', '.join(have) or 'none'}); add one with `invoke keys.generate`",
+                f"(recipients {', '.join(have) or 'none'}); add one with `{progname()} keys.generate`",
                 "sops-config",
             )
         ]
@@ -156,7 +157,7 @@ def _recipient_findings(rel: str, inspection: Inspection, config: _Config) -> li
         Finding(
             rel,
             f"{what}; its .sops.yaml rule names {', '.join(want) or 'no age recipient'}. Re-key it with "
-            "`invoke secrets.rekey` (needs a key that decrypts it) or `invoke secrets.scaffold`",
+            f"`{progname()} secrets.rekey` (needs a key that decrypts it) or `{progname()} secrets.scaffold`",
             "sops-recipients",
             keys=("sops",),
         )
@@ -183,7 +184,7 @@ def _encrypted_findings(rel: str, inspection: Inspection, config: _Config) -> li
                 Finding(
                     rel,
                     f"plaintext value at {dotted_path(trail)} (added after encryption); re-enter it with "
-                    "`invoke secrets.edit`",
+                    f"`{progname()} secrets.edit`",
                     "sops-unencrypted",
                     document=index,
                     keys=trail,
@@ -253,7 +254,7 @@ def inspection_findings(root: Path, inspection: Inspection, config: _Config) -> 
             Finding(
                 rel,
                 f"named *{sops_suffix(path.name)} but not encrypted (no sops metadata); "
-                "run `invoke secrets.encrypt`",
+                f"run `{progname()} secrets.encrypt`",
                 "sops-unencrypted",
             )
         )
@@ -266,8 +267,8 @@ def inspection_findings(root: Path, inspection: Inspection, config: _Config) -> 
             findings.append(
                 Finding(
                     rel,
-                    f"plaintext Secret {name}: move it to a *.sops.yaml file and run `invoke "
-                    "secrets.encrypt` (or make it with `invoke secrets.new`); if it was committed, "
+                    f"plaintext Secret {name}: move it to a *.sops.yaml file and run `{progname()} "
+                    f"secrets.encrypt` (or make it with `{progname()} secrets.new`); if it was committed, "
                     "change its values",
                     "plaintext-secret",
                     document=index,

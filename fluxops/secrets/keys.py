@@ -11,10 +11,12 @@ import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fluxops.clusters import cluster_dir
 from fluxops.clusters import names as clusters
 from fluxops.errors import KeyStoreError
+from fluxops.progname import progname
 from fluxops.secrets import keystore, rules
 from fluxops.secrets.sops import KeySource, environment_key
 from fluxops.secrets.walk import inspect_cluster
@@ -51,7 +53,7 @@ def _refuse_stranding(root: Path, cluster: str, keep: set[str], action: str) -> 
     raise KeyStoreError(
         f"refusing to {action}: the .sops.yaml rule of cluster {cluster} names a key that files are "
         "still encrypted to:\n" + "\n".join(lines) + "\n"
-        f"If you hold that key, restore it: `invoke keys.import --cluster {cluster} FILE` (or point "
+        f"If you hold that key, restore it: `{progname()} keys.import --cluster {cluster} FILE` (or point "
         "SOPS_AGE_KEY_FILE at it). To add a new key anyway (the rule keeps the old recipient, so "
         "nothing is stranded), pass --force.",
         cluster=cluster,
@@ -177,11 +179,11 @@ def missing_key_message(root: Path | None, cluster: str, path: Path) -> str:
     if not live:
         return (
             f"no age key for cluster {cluster} at {path}, and its .sops.yaml rule names no key of yours yet; "
-            f"make one with `invoke keys.generate --cluster {cluster}`"
+            f"make one with `{progname()} keys.generate --cluster {cluster}`"
         )
     return (
         f"no age key for cluster {cluster} at {path}. Its .sops.yaml rule encrypts to {', '.join(live)}: "
-        f"restore that key (`invoke keys.import --cluster {cluster} FILE`, from your backup) or point "
+        f"restore that key (`{progname()} keys.import --cluster {cluster} FILE`, from your backup) or point "
         "SOPS_AGE_KEY_FILE at the file that holds it. Do not generate a new key for a cluster whose "
         "secrets are already encrypted: the new key could not read them."
     )
@@ -228,11 +230,30 @@ def _names_only_the_store(key_dir: Path, source: KeySource) -> bool:
 
 @dataclass(frozen=True)
 class ShellEnv:
-    """Shell lines that let plain sops use the key store's keys: paths only, never a key."""
+    """What lets plain sops use the key store's keys: paths only, never a key."""
 
-    lines: list[str]
-    clusters: list[str]
-    missing: list[str]
+    variables: dict[str, str]  # variable -> value, as exported
+    key_files: dict[str, Path]  # cluster -> its key file
+    missing: list[str]  # clusters without a key
+
+    @property
+    def lines(self) -> list[str]:
+        """The ``export`` lines for a POSIX shell."""
+        return [f"export {name}={shlex.quote(value)}" for name, value in self.variables.items()]
+
+    @property
+    def clusters(self) -> list[str]:
+        """The clusters whose key the variables give."""
+        return list(self.key_files)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``keys.env --json`` (docs/cli.md)."""
+        return {
+            "variables": dict(self.variables),
+            "lines": self.lines,
+            "clusters": [{"cluster": c, "key_file": str(path)} for c, path in self.key_files.items()],
+            "missing": list(self.missing),
+        }
 
 
 def shell_env(root: Path, key_dir: Path, cluster: str | None = None) -> ShellEnv:
@@ -255,11 +276,10 @@ def shell_env(root: Path, key_dir: Path, cluster: str | None = None) -> ShellEnv
             missing.append(name)
     if not found:
         raise KeyStoreError(
-            f"no cluster has a key in {key_dir}; make one with `invoke keys.generate --cluster C`"
+            f"no cluster has a key in {key_dir}; make one with `{progname()} keys.generate --cluster C`"
         )
     if cluster is not None:
-        line = f"export SOPS_AGE_KEY_FILE={shlex.quote(str(found[0][1]))}"
+        variables = {"SOPS_AGE_KEY_FILE": str(found[0][1])}
     else:
-        command = shlex.join(["cat", *(str(path) for _, path in found)])
-        line = f"export SOPS_AGE_KEY_CMD={shlex.quote(command)}"
-    return ShellEnv(lines=[line], clusters=[name for name, _ in found], missing=missing)
+        variables = {"SOPS_AGE_KEY_CMD": shlex.join(["cat", *(str(path) for _, path in found)])}
+    return ShellEnv(variables=variables, key_files=dict(found), missing=missing)

@@ -17,6 +17,7 @@ import pyrage
 
 from fluxops.errors import KeyStoreError
 from fluxops.files import atomic_write
+from fluxops.progname import progname
 
 KEY_SUFFIX = ".agekey"
 PENDING_SUFFIX = ".pending.agekey"
@@ -73,8 +74,8 @@ def public_key(path: Path, *, cluster: str | None = None) -> str:
         raise KeyStoreError(
             f"no age key for cluster {cluster or '?'} at {path}"
             + (
-                f"; restore it (`invoke keys.import --cluster {cluster} FILE`) or, for a cluster with no "
-                f"secrets yet, `invoke keys.generate --cluster {cluster}`"
+                f"; restore it (`{progname()} keys.import --cluster {cluster} FILE`) or, for a cluster "
+                f"with no secrets yet, `{progname()} keys.generate --cluster {cluster}`"
                 if cluster
                 else ""
             ),
@@ -163,7 +164,8 @@ def generate(key_dir: Path, cluster: str, *, force: bool = False) -> tuple[AgeKe
         if not force:
             raise KeyStoreError(
                 f"cluster {cluster} already has a key at {path}; pass --force to archive it and make a new "
-                f"one (files encrypted to it will need `invoke secrets.scaffold` or `invoke keys.rotate`)",
+                f"one (files encrypted to it will need `{progname()} secrets.scaffold` or "
+                f"`{progname()} keys.rotate`)",
                 cluster=cluster,
                 key_file=str(path),
             )

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from fluxops.progname import progname
 from fluxops.secrets import keystore
 from fluxops.secrets.findings import Finding, relative
 
@@ -47,7 +48,7 @@ def private_keys(root: Path, files: Iterable[Path]) -> list[Finding]:
             findings.append(
                 Finding(
                     relative(root, path),
-                    "holds an age private key; remove it (and rotate that key: `invoke keys.rotate`), "
+                    f"holds an age private key; remove it (and rotate that key: `{progname()} keys.rotate`), "
                     "keys live in the key store outside the repository",
                     "private-key",
                     line,

@@ -15,6 +15,7 @@ from fluxops import clusters
 from fluxops.errors import PartialError, SecretsError, SopsError
 from fluxops.files import atomic_write, exclusive
 from fluxops.masking import Secret
+from fluxops.progname import progname
 from fluxops.secrets import keys, keystore, manifests, rules, walk
 from fluxops.secrets.encrypted import RESTORE, double_encrypted, inspect
 from fluxops.secrets.manifests import SOPS_SUFFIX, SecretSpec
@@ -39,14 +40,14 @@ def _check_rule_has_key(root: Path, key_dir: Path, cluster: str) -> None:
     if not rule:
         raise SopsError(
             f"{rules.config_path(root)} has no creation rule for cluster {cluster}; "
-            f"run `invoke keys.generate --cluster {cluster}`",
+            f"run `{progname()} keys.generate --cluster {cluster}`",
             cluster=cluster,
         )
     path = keystore.key_path(key_dir, cluster)
     if path.exists() and keystore.public_key(path, cluster=cluster) not in rule:
         raise SopsError(
             f"the key in {path} is not a recipient of cluster {cluster}'s rule in .sops.yaml, so you could "
-            f"not read what would be written; run `invoke keys.generate --cluster {cluster} --force` "
+            f"not read what would be written; run `{progname()} keys.generate --cluster {cluster} --force` "
             "or fix .sops.yaml",
             cluster=cluster,
             key_file=str(path),
@@ -104,7 +105,7 @@ def new(
     path = _resolve_dest(root, cluster, name, dest)
     if path.exists() and not force:
         raise SecretsError(
-            f"{path} already exists; edit it with `invoke secrets.edit {path}` or pass --force"
+            f"{path} already exists; edit it with `{progname()} secrets.edit {path}` or pass --force"
         )
     string_data, data = manifests.parse_values(list(literals), list(files), list(envs), values)
     if not string_data and not data:
@@ -155,7 +156,7 @@ def _scaffold_one(
     if path.exists():
         found = inspect(path)
         if found.state == "plaintext":
-            return Scaffolded(path, "plaintext", "not encrypted: run `invoke secrets.encrypt`")
+            return Scaffolded(path, "plaintext", f"not encrypted: run `{progname()} secrets.encrypt`")
         if found.state != "encrypted":
             return Scaffolded(path, "damaged", found.problem)
         if held & set(found.recipients):
@@ -295,7 +296,9 @@ def view(root: Path, key_dir: Path, path: Path) -> Secret:
     path, cluster = _cluster_for_file(root, path)
     found = inspect(path)
     if found.state == "plaintext":
-        raise SecretsError(f"{path} is not encrypted; run `invoke secrets.encrypt --cluster {cluster}` first")
+        raise SecretsError(
+            f"{path} is not encrypted; run `{progname()} secrets.encrypt --cluster {cluster}` first"
+        )
     if found.state != "encrypted":
         raise SecretsError(f"{path}: {found.problem}")
     plaintext = Sops(root).decrypt(path, keys.decryption_key(key_dir, cluster, root))

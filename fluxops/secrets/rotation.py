@@ -36,6 +36,7 @@ from typing import Any
 from fluxops import clusters
 from fluxops.errors import FluxopsError, KeyStoreError, RotationError
 from fluxops.files import atomic_write, exclusive
+from fluxops.progname import progname
 from fluxops.secrets import keystore, rules, staging
 from fluxops.secrets.encrypted import file_recipients
 from fluxops.secrets.sops import KeySource, Sops, parallel
@@ -190,34 +191,55 @@ class Rotation:
 
     # -- planning --------------------------------------------------------------------------
 
-    def plan(self) -> list[str]:
-        """What a run (or resume) would do, step by step; changes nothing."""
+    def plan_data(self) -> dict[str, Any]:
+        """What a run (or resume) would do, as data (``keys.rotate --check --json``); changes nothing."""
         journal = Journal.load(self.journal_file)
         active = journal if journal is not None and journal.finished is None else None
+        offline = self.offline or (active is not None and active.offline)
         files = encrypted_files(self.root, self.cluster)
+        old = active.old_public if active is not None else keystore.load(self.key_dir, self.cluster).public
+        return {
+            "cluster": self.cluster,
+            "files": [
+                p.relative_to(self.root).as_posix() if p.is_relative_to(self.root) else str(p) for p in files
+            ],
+            "in_progress": active is not None,
+            "started": active.started if active is not None else None,
+            "journal": str(self.journal_file),
+            "offline": offline,
+            "old_key": {"public": old, "file": str(self.current_file)},
+            "new_key": {"public": active.new_public if active else None, "file": str(self.pending_file)},
+            "steps": [
+                {
+                    "step": number,
+                    "does": text,
+                    "state": active.state(number) if active is not None else "pending",
+                    "needs_cluster": number in ONLINE_STEPS,
+                }
+                for number, text in STEPS.items()
+            ],
+        }
+
+    def plan(self) -> list[str]:
+        """What a run (or resume) would do, step by step, as lines of text; changes nothing."""
+        data = self.plan_data()
         lines = [
-            f"rotation of cluster {self.cluster}: {len(files)} encrypted file(s) "
+            f"rotation of cluster {self.cluster}: {len(data['files'])} encrypted file(s) "
             f"under k8s/clusters/{self.cluster}/"
         ]
-        if active is not None:
+        if data["in_progress"]:
             lines.append(
-                f"in progress since {active.started} (journal {self.journal_file}); resume with --resume"
+                f"in progress since {data['started']} (journal {self.journal_file}); resume with --resume"
             )
-            old = active.old_public
-        else:
-            old = keystore.load(self.key_dir, self.cluster).public
-        lines.append(f"old key: {old} ({self.current_file})")
-        lines.append(
-            f"new key: {active.new_public if active and active.new_public else '(generated in step 1)'}"
-            f" ({self.pending_file})"
-        )
-        for number, text in STEPS.items():
-            state = active.state(number) if active is not None else "pending"
-            if number in ONLINE_STEPS and (self.offline or (active is not None and active.offline)):
+        lines.append(f"old key: {data['old_key']['public']} ({self.current_file})")
+        lines.append(f"new key: {data['new_key']['public'] or '(generated in step 1)'} ({self.pending_file})")
+        for step in data["steps"]:
+            text = step["does"]
+            if step["needs_cluster"] and data["offline"]:
                 text += " - skipped (--offline)"
-            elif number in ONLINE_STEPS:
+            elif step["needs_cluster"]:
                 text += " - needs the cluster; without it the rotation stops here (or pass --offline)"
-            lines.append(f"  [{state:>7}] {number}. {text}")
+            lines.append(f"  [{step['state']:>7}] {step['step']}. {text}")
         return lines
 
     # -- running ---------------------------------------------------------------------------
@@ -230,7 +252,7 @@ class Rotation:
             raise RotationError(
                 f"a rotation of cluster {self.cluster} is already in progress (journal {self.journal_file}, "
                 f"steps done: {done or 'none'}); finish it with "
-                f"`invoke keys.rotate --cluster {self.cluster} --resume`",
+                f"`{progname()} keys.rotate --cluster {self.cluster} --resume`",
                 cluster=self.cluster,
                 journal=str(self.journal_file),
             )
@@ -340,7 +362,7 @@ class Rotation:
         return journal
 
     def _stopped(self, step: int, detail: str) -> RotationError:
-        resume = f"invoke keys.rotate --cluster {self.cluster} --resume"
+        resume = f"{progname()} keys.rotate --cluster {self.cluster} --resume"
         if step == 3:
             why = (
                 f"rotation of cluster {self.cluster} stopped before step 4: {detail}. Every file is still "

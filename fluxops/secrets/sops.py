@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from fluxops.errors import CommandError, SopsError
 from fluxops.files import atomic_write
 from fluxops.masking import Secret, reveal
+from fluxops.progname import progname
 from fluxops.secrets import editor
 from fluxops.secrets.encrypted import RESTORE, double_encrypted, file_recipients, inspect, inspect_text
 from fluxops.secrets.rules import config_path
@@ -187,7 +188,8 @@ def _other_keys_message(where: str, services: Sequence[str], detail: str | None 
     return (
         f"{head} (no age recipient), and sops gets no {labels} settings from fluxops. If you hold such a "
         f"key, set {KEY_SERVICES_VARIABLE}={','.join(services)} to pass your {labels} settings to sops; "
-        "otherwise `invoke secrets.scaffold --force` re-creates it for your age key, with placeholder values."
+        f"otherwise `{progname()} secrets.scaffold --force` re-creates it for your age key, with "
+        "placeholder values."
     )
 
 
@@ -327,9 +329,10 @@ class Sops:
             return SopsError(
                 f"cannot decrypt {where} for cluster {key.cluster}: the age key in {key.key_file} is not "
                 f"one of its recipients ({recipients}) or cannot be read ({first_error_line(detail)}). If "
-                f"you hold a key for one of them, restore it (`invoke keys.import --cluster {key.cluster} "
-                "FILE`) or point SOPS_AGE_KEY_FILE at it. Only if nobody holds one any more, "
-                f"`invoke secrets.scaffold --cluster {key.cluster}` writes placeholders for such files.",
+                "you hold a key for one of them, restore it "
+                f"(`{progname()} keys.import --cluster {key.cluster} FILE`) or point SOPS_AGE_KEY_FILE at "
+                f"it. Only if nobody holds one any more, `{progname()} secrets.scaffold --cluster "
+                f"{key.cluster}` writes placeholders for such files.",
                 cluster=key.cluster,
                 key_file=key.key_file,
                 path=where,
@@ -339,7 +342,7 @@ class Sops:
         if "no matching creation rules" in detail:
             return SopsError(
                 f"{where}: no creation rule in {self.config} matches this file; "
-                "run `invoke keys.generate --cluster <cluster>` to add the cluster's rule",
+                f"run `{progname()} keys.generate --cluster <cluster>` to add the cluster's rule",
                 path=where,
                 cluster=key.cluster if key else None,
             )

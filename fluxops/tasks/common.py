@@ -19,6 +19,7 @@ from invoke import task as invoke_task
 
 from fluxops import settings
 from fluxops.errors import FluxopsError
+from fluxops.progname import progname, set_progname
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,17 +30,15 @@ OK, FAILED, USAGE = 0, 1, 2
 SHORT_FLAGS = {"cluster": "c", "namespace": "n", "inventory": "i"}
 HELP_FLAGS = ("--help", "-h")
 
-_program = {"name": "invoke"}
-
 
 def program_name() -> str:
     """The command the user typed: ``fluxops`` under the console script, else ``invoke``."""
-    return _program["name"]
+    return progname()
 
 
 def set_program_name(name: str) -> None:
     """Called once by the ``fluxops`` console script, so help and hints name it."""
-    _program["name"] = name
+    set_progname(name)
 
 
 class FluxopsTask(Task):  # type: ignore[type-arg]
@@ -72,7 +71,21 @@ class FluxopsTask(Task):  # type: ignore[type-arg]
         if any(kwargs.get(name) in HELP_FLAGS for name in self.positional):
             print_help(self)
             return None
+        refuse_misplaced_collection()
         return super().__call__(*args, **kwargs)
+
+
+def refuse_misplaced_collection() -> None:
+    """Under the ``invoke`` command, a usage error for its ``-c`` after a task that has no ``-c``
+    (``fluxops.tasks.core_flags``); ``fluxops`` has no ``--collection`` to take it."""
+    if program_name() != "invoke":
+        return
+    from fluxops.tasks import core_flags, namespace
+
+    if core_flags.under_invoke_cli():
+        problem = core_flags.misplaced_collection(sys.argv[1:], namespace())
+        if problem:
+            raise usage(problem)
 
 
 def task(*args: Any, **kwargs: Any) -> Any:

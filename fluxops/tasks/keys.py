@@ -8,7 +8,8 @@ from typing import Any
 
 from invoke import Context, Exit
 
-from fluxops.tasks.common import FAILED, config, from_cwd, print_json, required, task, user_errors
+from fluxops.progname import command
+from fluxops.tasks.common import FAILED, config, from_cwd, print_json, required, task, usage, user_errors
 
 # The class keys.rotate runs; None means fluxops.secrets.rotation.Rotation, imported by the task itself so
 # that listing the tasks does not load it. A harness may put a subclass here (tests/unit/rotation_crasher.py).
@@ -66,14 +67,14 @@ def _report_key(root: Path, cluster: str, done: Any) -> None:
     print(".sops.yaml rule " + ("updated" if done.config_changed else "already up to date") + f": {rule}")
     if done.stale:
         print(f"{len(done.stale)} file(s) are not encrypted to this key yet, e.g. {done.stale[0]}")
-        rekey = f"invoke secrets.rekey --cluster {cluster}"
+        rekey = command(f"secrets.rekey --cluster {cluster}")
         if done.archived:
             print(f"re-key them with the old key: SOPS_AGE_KEY_FILE={done.archived} {rekey}")
         else:
             print(f"if you hold their key: SOPS_AGE_KEY_FILE=<that key file> {rekey}")
             print(
                 "files encrypted only to keys nobody holds any more: "
-                f"`invoke secrets.scaffold --cluster {cluster}` writes placeholders for them "
+                f"`{command(f'secrets.scaffold --cluster {cluster}')}` writes placeholders for them "
                 "(it never touches a file you can read)"
             )
     print(f"cluster {cluster}: public key {done.key.public}")
@@ -128,21 +129,29 @@ def show(c: Context, cluster: str | None = None, json_: bool = False) -> None:
         raise Exit(f"error: key problem in cluster(s) {', '.join(problems)} (see above)", code=FAILED)
 
 
-@task(help={"cluster": "only this cluster's key (default: every cluster's)"})
+@task(
+    help={
+        "cluster": "only this cluster's key (default: every cluster's)",
+        "json": "print the variables, the key file of each cluster and the clusters without a key as JSON",
+    }
+)
 @user_errors
-def env(c: Context, cluster: str | None = None) -> None:
+def env(c: Context, cluster: str | None = None, json_: bool = False) -> None:
     """Print the shell line that lets plain sops and editor plugins use the key store (paths, never a key).
 
-    Use it as: eval "$(invoke keys.env)"
+    Use it as: eval "$(invoke keys.env)"  (or fluxops keys.env)
     """
     from fluxops.secrets import keys as lib
 
     settings = config(c)
     done = lib.shell_env(settings.root, settings.key_dir, cluster)
+    if json_:
+        print_json(done.to_dict())
+        return
     for line in done.lines:
         print(line)
     if done.missing:
-        print(f"# no key yet for: {', '.join(done.missing)} (invoke keys.generate)", file=sys.stderr)
+        print(f"# no key yet for: {', '.join(done.missing)} ({command('keys.generate')})", file=sys.stderr)
 
 
 @task(
@@ -151,22 +160,33 @@ def env(c: Context, cluster: str | None = None) -> None:
         "check": "print the plan (and the state of an interrupted rotation); change nothing",
         "resume": "continue an interrupted rotation from its journal",
         "offline": "skip the two steps that put keys into the cluster",
+        "json": "with --check: print the plan (files, keys, each step's state) as JSON",
     },
     positional=[],
 )
 @user_errors
 def rotate(
-    c: Context, cluster: str | None = None, check: bool = False, resume: bool = False, offline: bool = False
+    c: Context,
+    cluster: str | None = None,
+    check: bool = False,
+    resume: bool = False,
+    offline: bool = False,
+    json_: bool = False,
 ) -> None:
     """Rotate the cluster's age key: new key, re-encrypt every file, retire the old key (journaled)."""
     from fluxops import progress
     from fluxops.secrets import rotation as lib
 
     cluster = required(cluster, "cluster")
+    if json_ and not check:
+        raise usage("keys.rotate --json goes with --check (the plan as JSON; a rotation prints its steps)")
     settings = config(c)
     rotation = (Rotation or lib.Rotation)(settings.root, settings.key_dir, cluster, offline=offline)
     if check:
-        print("\n".join(rotation.plan()))
+        if json_:
+            print_json(rotation.plan_data())
+        else:
+            print("\n".join(rotation.plan()))
         return
     observer = rotation.on_step
     with progress.shown(f"rotating the key of {cluster}") as steps_done:

@@ -7,7 +7,8 @@ from pathlib import Path
 from invoke import Context, Exit
 
 from fluxops.errors import LayoutError
-from fluxops.tasks.common import number, print_json, project_root, task, user_errors
+from fluxops.progname import command
+from fluxops.tasks.common import number, print_json, project_root, task, usage, user_errors
 
 
 @task(
@@ -38,6 +39,8 @@ def validate(c: Context, cluster: str | None = None, json_: bool = False, no_cac
         "with several clusters, one file per cluster named FILE with -CLUSTER before the suffix)",
         "png": "also render the graph to this PNG file with Graphviz (one file per cluster, as --dot)",
         "svg": "also render the graph to this SVG file with Graphviz (one file per cluster, as --dot)",
+        "json": "print each cluster's phases in apply order as JSON instead of the drawing (files given "
+        "with --dot/--png/--svg are still written)",
     }
 )
 @user_errors
@@ -47,6 +50,7 @@ def tree(
     dot: str | None = None,
     png: str | None = None,
     svg: str | None = None,
+    json_: bool = False,
 ) -> None:
     """Show a cluster's phases level by level in apply order: markers, what each installs and waits for."""
     import os
@@ -56,10 +60,13 @@ def tree(
 
     from fluxops.layout import dot as graph
     from fluxops.layout import tree_text
+    from fluxops.layout.apply_order import as_json
     from fluxops.layout.tree import load
 
     if "-" in (png, svg):
         raise LayoutError("--png and --svg write files: give a file name ('-' for stdout is --dot's alone)")
+    if json_ and dot == "-":
+        raise usage("--json and --dot - both print to stdout: give --dot a file name")
     loaded = load(project_root(c), cluster)
     source_out = dot == "-"
     console = Console(highlight=False) if sys.stdout.isatty() and not os.environ.get("NO_COLOR") else None
@@ -71,7 +78,7 @@ def tree(
     for n, (name, item) in enumerate(loaded.clusters.items()):
         if source_out:
             print(graph.dot(item), end="")
-        else:
+        elif not json_:
             print("\n" * bool(n), end="")
             if console is not None:
                 console.print(tree_text.styled(item), soft_wrap=True)
@@ -80,8 +87,10 @@ def tree(
         for fmt, path in files:
             target = graph.per_cluster(path, name, many)
             graph.write(item, fmt, target)
-            print(f"  wrote {target}", file=sys.stderr if source_out else sys.stdout)
-    if not source_out:
+            print(f"  wrote {target}", file=sys.stderr if source_out or json_ else sys.stdout)
+    if json_:
+        print_json({"clusters": [as_json(item) for item in loaded.clusters.values()]})
+    elif not source_out:
         print(tree_text.LEGEND)
 
 
@@ -155,7 +164,8 @@ def new_cluster(
     if check:
         print(f"cluster {name} not written (--check)")
         return
-    print(f"cluster {name} scaffolded from {like}; check it with: invoke layout.validate --cluster {name}")
+    check_it = command(f"layout.validate --cluster {name}")
+    print(f"cluster {name} scaffolded from {like}; check it with: {check_it}")
 
 
 @task(

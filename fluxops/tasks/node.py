@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import Context, Exit
 
-from fluxops.tasks.common import FAILED, config, from_cwd, task, usage, user_errors
+from fluxops.tasks.common import FAILED, config, from_cwd, print_json, task, usage, user_errors
 from fluxops.tasks.play import ACCEPT_HELP, DIFF_HELP, INVENTORY_HELP, JSON_HELP, run_playbook
 
 
@@ -51,16 +51,24 @@ def up(
     )
 
 
-@task(help={"host": "the node to check", "inventory": INVENTORY_HELP})
+@task(
+    help={
+        "host": "the node to check",
+        "inventory": INVENTORY_HELP,
+        "json": "print each check and its outcome as JSON (pytest's own output goes to stderr)",
+    }
+)
 @user_errors
-def verify(c: Context, host: str, inventory: str | None = None) -> None:
+def verify(c: Context, host: str, inventory: str | None = None, json_: bool = False) -> None:
     """Check a brought-up node with testinfra (tests/infra/test_node.py) over OpenSSH; exit 1 on a failure."""
     import subprocess
+    import sys
     import tempfile
     from pathlib import Path
 
     from fluxops import inventory as inv
     from fluxops import node as nodes
+    from fluxops.junit_checks import read_checks, verify_json
 
     settings = config(c)
     path = from_cwd(inventory) if inventory else settings.inventory
@@ -69,7 +77,17 @@ def verify(c: Context, host: str, inventory: str | None = None) -> None:
         argv, env = nodes.verify_command(
             settings.root, loaded, host, Path(folder) / "ssh_config", settings.clusters
         )
-        result = subprocess.run(argv, cwd=settings.root, env=env, check=False)
+        report = Path(folder) / "report.xml"
+        if json_:
+            argv.append(f"--junitxml={report}")
+        result = subprocess.run(
+            argv, cwd=settings.root, env=env, check=False, stdout=sys.stderr if json_ else None
+        )
+        if json_:
+            # no report: pytest stopped before any check ran (its reason is on stderr)
+            checks = read_checks(report) if report.exists() else []
+            print_json(verify_json(host, result.returncode, checks))
     if result.returncode != 0:
         raise Exit(f"error: node {host}: checks failed (pytest exit {result.returncode})", code=FAILED)
-    print(f"node {host}: every check passed")
+    if not json_:
+        print(f"node {host}: every check passed")

@@ -96,3 +96,6 @@ def run_playbook(
         progress.recap(report)
     if report.failed_hosts:
         raise Exit(f"error: failed: {', '.join(report.failed_hosts)}", code=FAILED)
+    if not json_:
+        verb = "would change" if options.check else "changed"
+        console.print(f"{playbook.name}: {len(report.stats)} host(s) done, {report.changed} task(s) {verb}")

@@ -8,6 +8,7 @@ from typing import Any
 
 from invoke import Context, Exit
 
+from fluxops.progname import progname
 from fluxops.tasks.common import (
     FAILED,
     config,
@@ -136,11 +137,12 @@ def scaffold(c: Context, cluster: str | None = None, force: bool = False, json_:
             extra = f" ({item.reason})" if item.reason else ""
             print(f"{item.state:>9}  {relative(settings.root, item.path)}{extra}")
         if written:
-            print(f"{written} file(s) hold placeholder values; set the real ones with `secrets.edit FILE`")
+            edit = f"{progname()} secrets.edit FILE"
+            print(f"{written} file(s) hold placeholder values; set the real ones with `{edit}`")
     if bad:
         raise Exit(
-            f"error: {len(bad)} file(s) left untouched: encrypt plaintext ones (`invoke secrets.encrypt`), "
-            "restore damaged ones from git",
+            f"error: {len(bad)} file(s) left untouched: encrypt plaintext ones "
+            f"(`{progname()} secrets.encrypt`), restore damaged ones from git",
             code=FAILED,
         )
     if not json_:

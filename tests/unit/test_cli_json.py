@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from fluxops.secrets import keystore
 from fluxops.tasks import namespace
 from tests.unit.cli_testing import PLAYBOOK, PROGRAMS, local_inventory, run, schemas
 from tests.unit.sops_testing import secret_yaml, write_encrypted
@@ -70,6 +71,48 @@ def test_keys_show(repo: Path, key_dir: Path) -> None:
     assert data["ok"] is False and data["clusters"][1]["problem"]
 
 
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_keys_env(program: str, repo: Path, key_dir: Path) -> None:
+    one = run(program, "keys.env", "-c", "lab", "--json", cwd=repo)
+    assert one.returncode == 0, one.stderr
+    data = documented("keys.env", one.stdout)
+    lab = str(key_dir / "lab.agekey")
+    assert data["variables"] == {"SOPS_AGE_KEY_FILE": lab} and data["missing"] == []
+    assert data["clusters"] == [{"cluster": "lab", "key_file": lab}]
+    assert data["lines"] == run(program, "keys.env", "-c", "lab", cwd=repo).stdout.splitlines()
+    (key_dir / "phx.agekey").unlink()
+    every = run(program, "keys.env", "--json", cwd=repo)
+    assert every.returncode == 0 and every.stderr == "", every.stderr
+    data = documented("keys.env", every.stdout)
+    assert data["variables"] == {"SOPS_AGE_KEY_CMD": f"cat {lab}"} and data["missing"] == ["phx"]
+    assert "AGE-SECRET-KEY" not in every.stdout
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_keys_rotate_check(program: str, repo: Path, key_dir: Path) -> None:
+    lab = IC.format("lab")
+    write_encrypted(repo, f"{lab}/db.sops.yaml", secret_yaml("db", "apps", password="x"))
+    before = {p: p.read_bytes() for p in [*repo.rglob("*"), *key_dir.rglob("*")] if p.is_file()}
+    planned = run(program, "keys.rotate", "-c", "lab", "--check", "--offline", "--json", cwd=repo)
+    assert planned.returncode == 0, planned.stderr
+    data = documented("keys.rotate", planned.stdout)
+    assert data["files"] == [f"{lab}/db.sops.yaml"] and data["offline"] is True
+    assert data["old_key"] == {
+        "public": keystore.public_key(key_dir / "lab.agekey"),
+        "file": str(key_dir / "lab.agekey"),
+    }
+    assert data["new_key"]["public"] is None and not data["in_progress"] and data["started"] is None
+    assert [s["state"] for s in data["steps"]] == ["pending"] * 7
+    assert [s["step"] for s in data["steps"] if s["needs_cluster"]] == [3, 6]
+    assert {p: p.read_bytes() for p in [*repo.rglob("*"), *key_dir.rglob("*")] if p.is_file()} == before
+    # the text plan says the same
+    text = run(program, "keys.rotate", "-c", "lab", "--check", "--offline", cwd=repo).stdout
+    assert all(f"[pending] {s['step']}. {s['does']}" in text for s in data["steps"])
+    alone = run(program, "keys.rotate", "-c", "lab", "--json", cwd=repo)
+    assert alone.returncode == 2 and alone.stderr.startswith("error: keys.rotate --json goes with --check")
+    assert {p: p.read_bytes() for p in [*repo.rglob("*"), *key_dir.rglob("*")] if p.is_file()} == before
+
+
 def test_sandbox_status_without_a_sandbox(tmp_path: Path) -> None:
     shown = run("invoke", "sandbox.status", "--json", env={"INVOKE_FLUXOPS_SANDBOX_DIR": str(tmp_path)})
     assert shown.returncode == 1
@@ -110,6 +153,37 @@ def test_layout_validate_and_audit() -> None:
     data = documented("layout.audit", audited.stdout)
     assert data["applied"] is None
     assert all(set(d["clusters"]) == {"lab", "phx"} for d in data["duplicates"])
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_layout_tree(program: str, tmp_path: Path) -> None:
+    shown = run(program, "layout.tree", "--json")
+    assert shown.returncode == 0, shown.stderr
+    data = documented("layout.tree", shown.stdout)
+    assert [c["cluster"] for c in data["clusters"]] == ["lab", "phx"]
+    text = run(program, "layout.tree", "-c", "lab").stdout
+    lab = data["clusters"][0]
+    assert f"on {lab['levels']} levels" in text.splitlines()[0]
+    by_name = {p["name"]: p for p in lab["phases"]}
+    assert by_name["crds"]["level"] == 1 and by_name["crds"]["dependsOn"] == []
+    # parallel phases share a level, and each names the other
+    for phase in lab["phases"]:
+        for other in phase["parallel_with"]:
+            assert (
+                by_name[other]["level"] == phase["level"] and phase["name"] in by_name[other]["parallel_with"]
+            )
+        assert all(by_name[d]["level"] < phase["level"] for d in phase["dependsOn"])
+        assert phase["file"].startswith("k8s/clusters/lab/") and phase["never_applied"] is None
+    assert [p["level"] for p in lab["phases"]] == sorted(p["level"] for p in lab["phases"])
+    assert any(p["sops"] for p in lab["phases"]) and any(not p["wait"] for p in lab["phases"])
+    # a file still written beside the JSON, its line on stderr; stdout stays one document
+    dot = tmp_path / "lab.dot"
+    both = run(program, "layout.tree", "-c", "lab", "--json", "--dot", str(dot))
+    assert both.returncode == 0, both.stderr
+    assert documented("layout.tree", both.stdout)["clusters"] == [lab]
+    assert dot.read_text().startswith("digraph") and f"wrote {dot}" in both.stderr
+    clash = run(program, "layout.tree", "--json", "--dot", "-")
+    assert clash.returncode == 2 and clash.stderr.startswith("error: --json and --dot - both print to stdout")
 
 
 @pytest.mark.parametrize("program", PROGRAMS)

@@ -159,3 +159,18 @@ def test_the_console_script_is_declared() -> None:
     if installed.exists():  # an install made before the script was declared has none
         done = subprocess.run([str(installed), "--version"], capture_output=True, text=True, check=True)
         assert done.stdout.strip() == "fluxops 0.1.0"
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_hints_name_the_program_that_runs(program: str, repo: Path, key_dir: Path) -> None:
+    other = "fluxops" if program == "invoke" else "invoke"
+    (key_dir / "lab.agekey").unlink()
+    missing = run(program, "keys.env", "-c", "lab", cwd=repo)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: no age key for cluster lab")
+    assert f"`{program} keys.import --cluster lab FILE`" in missing.stderr
+    assert f"`{program} keys.generate --cluster lab`" in missing.stderr and f"{other} " not in missing.stderr
+    plain = repo / "k8s/clusters/phx/infrastructure-config/p.sops.yaml"
+    plain.write_text("apiVersion: v1\nkind: Secret\nmetadata:\n  name: p\nstringData:\n  k: v\n")
+    checked = run(program, "secrets.check", cwd=repo)
+    assert checked.returncode == 1
+    assert f"run `{program} secrets.encrypt`" in checked.stdout and f"`{other} " not in checked.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from invoke import Program
@@ -133,3 +134,28 @@ def test_short_flags_reach_the_task(program: str) -> None:
     result = run(program, "inventory.show", "-c", "phx", "--json")
     assert result.returncode == 0, result.stderr
     assert [h["cluster"] for h in json.loads(result.stdout)] == ["phx"]
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_c_after_a_task_without_cluster_is_a_usage_error(program: str, tmp_path: Path) -> None:
+    """invoke's parser takes ``-c`` after a task without ``-c`` as its own --collection (and ignores it):
+    refused under invoke as under fluxops, while -c of a task with --cluster and invoke's -c before
+    the task name keep working."""
+    env = {"INVOKE_FLUXOPS_SANDBOX_DIR": str(tmp_path / "no-sandbox")}
+    for args in (("sandbox.status", "-c", "lab"), ("sandbox.status", "--json", "--collection=x")):
+        if program == "fluxops" and "--collection=x" in args:
+            continue
+        refused = run(program, *args, env=env)
+        assert refused.returncode == 2, (args, refused.stderr)
+        assert refused.stdout == "" and len(refused.stderr.splitlines()) == 1, refused.stderr
+        assert refused.stderr.startswith("error: "), refused.stderr
+        if program == "invoke":
+            assert refused.stderr.startswith("error: sandbox.status has no -c/--cluster"), refused.stderr
+    # two tasks on one line: the second one's -c is the one refused
+    both = run(program, "inventory.show", "-c", "lab", "sandbox.status", "-c", "x", env=env)
+    assert both.returncode == 2 and both.stdout == "", both.stdout
+    shown = run(program, "inventory.show", "-c", "phx", "--json", env=env)
+    assert shown.returncode == 0 and [h["cluster"] for h in json.loads(shown.stdout)] == ["phx"]
+    if program == "invoke":
+        before = run(program, "-c", "tasks", "sandbox.status", env=env)
+        assert before.returncode == 1 and before.stderr.startswith("error: no sandbox is running")
