@@ -27,7 +27,7 @@ import functools
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fluxops.layout.findings import Findings
@@ -74,7 +74,7 @@ WHOLE_HOST = re.compile(rf"^(?:({LABEL}\.{LABEL})(?::\d{{1,5}})?|({LABEL}):\d{{1
 
 WORD_ENDS = " \t\n\"'<>,;"
 WORD_END = re.compile(r"[\s\"'<>,;]")
-Path = tuple[Any, ...]
+KeyPath = tuple[Any, ...]  # keys and list indexes from an object down to a value
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class Reference:
     namespace: str
     name: str
     text: str
-    path: Path = ()
+    path: KeyPath = ()
     optional: bool = False
     entry: tuple[str, str, str] | None = None
     line: int | None = None
@@ -274,21 +274,15 @@ def references(
     inline = _dict(_dict(obj.get("spec")).get("values"))
     for ref in _walk(values, (), release_of(obj)[0]):
         if _get(inline, ref.path) is not None:
-            found.append(_moved(ref, ("spec", "values", *ref.path)))
+            found.append(replace(ref, path=("spec", "values", *ref.path)))
             continue
         layer = next((la for la in reversed(layers) if _get(la.values, ref.path) is not None), None)
         line = line_of(layer.values, *ref.path) if layer is not None else None
-        found.append(_moved(ref, ref.path, layer.entry if layer is not None else None, line))
+        found.append(replace(ref, entry=layer.entry if layer is not None else None, line=line))
     return found
 
 
-def _moved(
-    ref: Reference, path: Path, entry: tuple[str, str, str] | None = None, line: int | None = None
-) -> Reference:
-    return Reference(ref.kind, ref.namespace, ref.name, ref.text, path, ref.optional, entry, line)
-
-
-def _walk(node: Any, path: Path, namespace: str) -> Iterator[Reference]:
+def _walk(node: Any, path: KeyPath, namespace: str) -> Iterator[Reference]:
     """The references below ``node`` (a pod spec or chart values) of an object in ``namespace``."""
     if isinstance(node, dict):
         yield from _structured(node, path, namespace)
@@ -309,7 +303,7 @@ def _walk(node: Any, path: Path, namespace: str) -> Iterator[Reference]:
                 yield from _walk(item, (*path, i), namespace)
 
 
-def _structured(node: dict[str, Any], path: Path, namespace: str) -> Iterator[Reference]:
+def _structured(node: dict[str, Any], path: KeyPath, namespace: str) -> Iterator[Reference]:
     """Kubernetes object references held directly by one mapping."""
     if node.keys().isdisjoint(REF_KEYS):
         return
@@ -344,7 +338,7 @@ def _structured(node: dict[str, Any], path: Path, namespace: str) -> Iterator[Re
         yield Reference("Secret", namespace, name, f"existingSecret {name}", (*path, "existingSecret"))
 
 
-def _named(kind: str, namespace: str, ref: dict[str, Any], key: str, path: Path, how: str) -> Reference:
+def _named(kind: str, namespace: str, ref: dict[str, Any], key: str, path: KeyPath, how: str) -> Reference:
     name = str(ref[key])
     return Reference(kind, namespace, name, f"{how} {name}", path, ref.get("optional") is True)
 
@@ -560,7 +554,7 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _get(node: Any, path: Path) -> Any:
+def _get(node: Any, path: KeyPath) -> Any:
     for key in path:
         inside = isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
         if not (inside or (isinstance(node, dict) and key in node)):
