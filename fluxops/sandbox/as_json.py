@@ -9,23 +9,25 @@ from fluxops.sandbox.lifecycle import HostStatus, Teardown
 from fluxops.sandbox.record import HostState
 
 
+def _host(h: HostState | HostStatus) -> dict[str, Any]:
+    """What every sandbox document says of a host: where it is and which container runs it."""
+    return {
+        "host": h.name,
+        "cluster": h.cluster,
+        "address": h.address,
+        "port": h.port,
+        "machine": h.machine,
+        "veth": h.veth,
+    }
+
+
 def started(hosts: list[HostState], ssh_config: Path) -> dict[str, Any]:
     """``sandbox.up --json``: every host booted and answering SSH, and the ssh_config that reaches them."""
     return {
         "ok": True,
         "ssh_config": str(ssh_config),
         "hosts": [
-            {
-                "host": h.name,
-                "cluster": h.cluster,
-                "address": h.address,
-                "port": h.port,
-                "machine": h.machine,
-                "veth": h.veth,
-                "machine_address": h.machine_address,
-                "nspawn_pid": h.nspawn_pid,
-            }
-            for h in hosts
+            {**_host(h), "machine_address": h.machine_address, "nspawn_pid": h.nspawn_pid} for h in hosts
         ],
     }
 
@@ -35,18 +37,7 @@ def status(hosts: list[HostStatus]) -> dict[str, Any]:
     return {
         "ok": bool(hosts) and all(h.running and h.listening for h in hosts),
         "hosts": [
-            {
-                "host": h.name,
-                "cluster": h.cluster,
-                "address": h.address,
-                "port": h.port,
-                "machine": h.machine,
-                "veth": h.veth,
-                "link": h.link,
-                "running": h.running,
-                "listening": h.listening,
-            }
-            for h in hosts
+            {**_host(h), "link": h.link, "running": h.running, "listening": h.listening} for h in hosts
         ],
     }
 
