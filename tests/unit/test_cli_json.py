@@ -111,6 +111,14 @@ def test_keys_rotate_check(program: str, repo: Path, key_dir: Path) -> None:
     alone = run(program, "keys.rotate", "-c", "lab", "--json", cwd=repo)
     assert alone.returncode == 2 and alone.stderr.startswith("error: keys.rotate --json goes with --check")
     assert {p: p.read_bytes() for p in [*repo.rglob("*"), *key_dir.rglob("*")] if p.is_file()} == before
+    # a rotation that stopped before step 3 (no way to put keys into the cluster yet): in progress
+    stopped = run(program, "keys.rotate", "-c", "lab", cwd=repo)
+    assert stopped.returncode == 1 and "stopped before step 4" in stopped.stderr, stopped.stderr
+    resumed = run(program, "keys.rotate", "-c", "lab", "--check", "--json", cwd=repo)
+    data = documented("keys.rotate", resumed.stdout)
+    assert data["in_progress"] and data["started"] and data["offline"] is False
+    assert [s["state"] for s in data["steps"]] == ["done", "done"] + ["pending"] * 5
+    assert data["new_key"]["public"] == keystore.public_key(key_dir / "lab.pending.agekey")
 
 
 def test_sandbox_status_without_a_sandbox(tmp_path: Path) -> None:
