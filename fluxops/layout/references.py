@@ -1,17 +1,18 @@
 """Cross-phase references: a phase using a Service, Secret or ConfigMap only a later phase creates.
 
-Which objects each phase creates (:func:`creations`): the Services, Secrets and ConfigMaps it
-applies; the Secret an ExternalSecret, SealedSecret or cert-manager Certificate it applies makes;
-and, since charts are not rendered, the Services of a HelmRelease's chart, taken to be named like the
-release (its release name, its own name or ``fullnameOverride``, alone or followed by ``-``) in the
-release's namespace.
+Which objects each phase creates (:func:`creations`): the Services, Secrets, ConfigMaps and
+HelmReleases it applies; the Secret an ExternalSecret, SealedSecret or cert-manager Certificate it
+applies makes; and, since charts are not rendered, the Services of a HelmRelease's chart, taken to be
+named like the release (its release name, its own name or ``fullnameOverride``, alone or followed by
+``-``) in the release's namespace.
 
 Which objects each object refers to (:func:`references`): in a workload's pod template and a
 HelmRelease's chart values (``valuesFrom`` ConfigMaps merged under ``values``, as helm-controller
 merges them) the ``secretKeyRef``/``configMapKeyRef``, ``envFrom``, ``secret``/``configMap``
 volumes (projected too), ``imagePullSecrets`` and a chart's ``existingSecret``; a HelmRelease's
-``valuesFrom``; and in those and a ConfigMap's data, Service hosts: ``name.namespace.svc...``
-anywhere in a string, ``name.namespace`` and ``name`` as a URL's host, ``name.namespace[:port]`` or
+``valuesFrom`` and ``dependsOn`` (helm-controller waits for those releases); and in the pod
+templates, chart values and a ConfigMap's data, Service hosts: ``name.namespace.svc...`` anywhere in
+a string, ``name.namespace`` and ``name`` as a URL's host, ``name.namespace[:port]`` or
 ``name:port`` as a whole value.
 
 :func:`forward_references` pairs them: a reference to an object created only by phases that are
@@ -193,7 +194,10 @@ def creations(obj: dict[str, Any], values: dict[str, Any] | None = None) -> list
     if kind == "HelmRelease" and group == "helm.toolkit.fluxcd.io":
         release_ns, release = release_of(obj)
         names = [release, name, str(_dict(values).get("fullnameOverride") or "")]
-        return [Creation("Service", release_ns, n, prefix=True, via=via) for n in dict.fromkeys(names) if n]
+        services = [
+            Creation("Service", release_ns, n, prefix=True, via=via) for n in dict.fromkeys(names) if n
+        ]
+        return [Creation(kind, namespace, name), *services]
     return []
 
 
@@ -264,6 +268,11 @@ def references(
     if kind != "HelmRelease":
         return []
     found = []
+    for i, dep in enumerate(_list(_dict(obj.get("spec")).get("dependsOn"))):
+        if isinstance(dep, dict) and dep.get("name"):
+            dep_ns, dep_name = str(dep.get("namespace") or namespace), str(dep["name"])
+            path = ("spec", "dependsOn", i, "name")
+            found.append(Reference("HelmRelease", dep_ns, dep_name, f"dependsOn {dep_name}", path))
     for i, ref in enumerate(_list(_dict(obj.get("spec")).get("valuesFrom"))):
         if isinstance(ref, dict) and ref.get("kind") in ("ConfigMap", "Secret") and ref.get("name"):
             ref_name, ref_kind = str(ref["name"]), str(ref["kind"])

@@ -272,6 +272,18 @@ PLANTED: list[tuple[str, str, str, str, Severity, str, str]] = [
         "HelmRelease shop/cache (infrastructure, waits) refers to ConfigMap shop/web-settings",
     ),
     (
+        "dependsOn a HelmRelease of a later phase",
+        "infrastructure",
+        HELM_RELEASE.replace(
+            "  valuesFrom:\n    - kind: ConfigMap\n      name: web-settings\n",
+            "  dependsOn:\n    - name: grafana\n",
+        ),
+        "name: grafana",
+        Severity.ERROR,
+        "HelmRelease shop/grafana",
+        "(dependsOn grafana), which only phase apps creates (clusters/site/apps/grafana.yaml:1)",
+    ),
+    (
         "a ConfigMap's data",
         "infrastructure",
         ROUTES,
@@ -482,13 +494,14 @@ def test_creations() -> None:
     assert release_of(release) == ("data", "data-db")  # helm-controller's default release name
     made = creations(release, {"fullnameOverride": "postgres"})
     assert [(c.kind, c.namespace, c.name, c.prefix) for c in made] == [
+        ("HelmRelease", "flux-system", "db", False),
         ("Service", "data", "data-db", True),
         ("Service", "data", "db", True),
         ("Service", "data", "postgres", True),
     ]
-    assert made[1].covers(Reference("Service", "data", "db-primary", ""))
-    assert not made[1].covers(Reference("Service", "data", "dbx", ""))
-    assert not made[1].covers(Reference("Service", "other", "db", ""))
+    assert made[2].covers(Reference("Service", "data", "db-primary", ""))
+    assert not made[2].covers(Reference("Service", "data", "dbx", ""))
+    assert not made[2].covers(Reference("Service", "other", "db", ""))
     external = {
         "apiVersion": "external-secrets.io/v1",
         "kind": "ExternalSecret",
