@@ -43,13 +43,21 @@ def _crd_in_infrastructure(root: Path) -> None:
     edit(
         root,
         "k8s/clusters/lab/infrastructure/kustomization.yaml",
-        "  - metallb\n",
-        "  - metallb\n  - widgets.yaml\n",
+        "  - metallb/ks.yaml\n",
+        "  - metallb/ks.yaml\n  - widgets.yaml\n",
     )
 
 
 def _config_skips_storage(root: Path) -> None:
     edit(root, "k8s/clusters/lab/infrastructure-config.yaml", "    - name: storage\n", "")
+
+
+def _infrastructure_checks_nothing(root: Path) -> None:
+    """The phase neither waits nor health-checks its components: later phases would not wait for it."""
+    path = root / "k8s/clusters/lab/infrastructure.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "  healthChecks:\n" in text
+    path.write_text(text[: text.index("  healthChecks:\n")] + "  wait: false\n", encoding="utf-8")
 
 
 def _apps_wait(root: Path) -> None:
@@ -77,6 +85,14 @@ CASES: list[tuple[str, Callable[[Path], None], str, str, str, str]] = [
         "lab/infrastructure-config.yaml",
         "dependsOn:",
         "storage",
+    ),
+    (
+        "wait-blocking",
+        _infrastructure_checks_nothing,
+        "error",
+        "lab/infrastructure.yaml",
+        "wait: false",
+        "spec.healthChecks",
     ),
     ("apps-nonblocking", _apps_wait, "warning", "lab/apps.yaml", "wait: true", "apps should not wait"),
     ("prune", _crds_no_prune, "warning", "lab/crds.yaml", "prune: false", "prune: true"),
@@ -109,6 +125,19 @@ def test_rule(
     assert text in (root / hit.file).read_text(encoding="utf-8").splitlines()[hit.line - 1]
     _, flux_only = validate(root, layout=LayoutSettings())
     assert not [f for f in flux_only.items if f.code == rule or "policy" in f.message]
+
+
+def test_components_of_a_phase_are_not_phases(tmp_path: Path) -> None:
+    """Kustomizations a phase applies (lab's ks.yaml files) draw no phase-names warning; the same
+    Kustomization applied by the cluster folder itself does."""
+    root = copy_tree(tmp_path / "repo")
+    _, findings = validate(root, "lab", layout=THIS_REPO)
+    assert not [f for f in findings.items if f.code == "phase-names"]
+    edit(root, "k8s/clusters/lab/kustomization.yaml", "  - apps.yaml\n", "  - apps.yaml\n  - extras.yaml\n")
+    write(root, "k8s/clusters/lab/extras.yaml", (root / "k8s/clusters/lab/apps/unifi/ks.yaml").read_text()
+          .replace("name: unifi\n", "name: extras\n"))  # fmt: skip
+    _, findings = validate(root, "lab", layout=THIS_REPO)
+    assert [f.file for f in findings.items if f.code == "phase-names"] == ["k8s/clusters/lab/extras.yaml"]
 
 
 def test_every_rule_is_documented() -> None:

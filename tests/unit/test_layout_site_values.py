@@ -71,7 +71,7 @@ def test_the_shipped_clusters_site_values_each_at_the_line_that_sets_it() -> Non
     # Chart values from a generated ConfigMap point into the values file it was generated from,
     # and a value a kustomize patch sets into the patch.
     assert places[("lb_ips", "HelmRelease flux-system/traefik")] == (
-        "k8s/clusters/lab/infrastructure/traefik/values.yaml:24"
+        "k8s/clusters/lab/infrastructure/traefik/values.yaml:21"
     )
     assert places[("node_names", "HelmRelease flux-system/metallb")] == (
         "k8s/clusters/lab/infrastructure/metallb/kustomization.yaml:18"

@@ -172,14 +172,14 @@ def _legacy_folder(root: Path) -> None:
 
 
 def _no_decryption(root: Path) -> None:
-    path = root / "k8s/clusters/lab/infrastructure-config.yaml"
+    path = root / "k8s/clusters/lab/infrastructure-config/twingate/ks.yaml"
     text = path.read_text(encoding="utf-8")
     assert "decryption:" in text
     path.write_text(text.split("  decryption:")[0], encoding="utf-8")
 
 
 def _not_waiting(root: Path) -> None:
-    edit(root, "k8s/clusters/lab/infrastructure.yaml", "wait: true", "wait: false")
+    edit(root, "k8s/clusters/lab/storage.yaml", "wait: true", "wait: false")
 
 
 def _unknown_field(root: Path) -> None:
@@ -237,8 +237,14 @@ BROKEN: list[tuple[str, Callable[[Path], None], str, str, str]] = [
     ("Flux apiVersion", _wrong_flux_api_version, "api-version", "lab/storage.yaml", "v1beta9"),
     ("core apiVersion", _wrong_core_api_version, "api-version", "twingate/deployment.yaml", "apps/v1beta9"),
     ("legacy folder", _legacy_folder, "no-legacy-folders", "k8s/infrastructure", "legacy"),
-    ("no decryption", _no_decryption, "decryption-missing", "lab/infrastructure-config.yaml", "decryption"),
-    ("phase not waiting", _not_waiting, "wait-blocking", "lab/infrastructure.yaml", "wait: true"),
+    (
+        "no decryption",
+        _no_decryption,
+        "decryption-missing",
+        "lab/infrastructure-config/twingate/ks.yaml",
+        "decryption",
+    ),
+    ("phase not waiting", _not_waiting, "wait-blocking", "lab/storage.yaml", "wait: true"),
     (
         "unknown Flux field",
         _unknown_field,
@@ -314,12 +320,13 @@ def test_text_report_groups_by_cluster_and_phase(tree_copy: Path) -> None:
     text = report.text(tree, findings)
     lines = text.splitlines()
     assert "cluster lab" in lines
-    assert lines.index("  phase infrastructure") > lines.index("cluster lab")
+    assert lines.index("  phase storage") > lines.index("cluster lab")
     assert text.splitlines()[-1].startswith("FAILED")
 
 
 def test_edit_invalidates_the_cache(tree_copy: Path) -> None:
-    edit(tree_copy, "k8s/clusters/lab/infrastructure-config/metallb-config.yaml", "name: lan", "name: lan2")
+    pool = "k8s/clusters/lab/infrastructure-config/metallb-config/pool.yaml"
+    edit(tree_copy, pool, "name: lan", "name: lan2")
     tree, _ = validate(tree_copy)
     names = [
         o["metadata"]["name"]
