@@ -1,4 +1,4 @@
-"""The deep merge Flux uses for chart values and source-watcher for merged YAML files."""
+"""Nested values: the deep merge Flux uses for chart values and merged YAML files, and a path look-up."""
 
 from __future__ import annotations
 
@@ -17,3 +17,13 @@ def merge_maps(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def dig(node: Any, path: tuple[Any, ...]) -> Any:
+    """The value at ``path`` (mapping keys and list indexes) inside ``node``, or None when absent."""
+    for key in path:
+        inside = isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
+        if not (inside or (isinstance(node, dict) and key in node)):
+            return None
+        node = node[key]
+    return node

@@ -33,7 +33,7 @@ from typing import Any
 
 from fluxops.layout.findings import Findings
 from fluxops.layout.locate import label, where
-from fluxops.layout.merge import merge_maps
+from fluxops.layout.merge import dig, merge_maps
 from fluxops.layout.model import Cluster, Phase, meta
 from fluxops.layout.sources import YamlSyntaxError, line_of, load_all
 from fluxops.layout.tree import Tree
@@ -252,7 +252,7 @@ def references(
     kind = str(obj.get("kind", ""))
     name, namespace = meta(obj)
     if kind in POD_SPEC:
-        pod = _get(obj, POD_SPEC[kind])
+        pod = dig(obj, POD_SPEC[kind])
         return list(_walk(pod, POD_SPEC[kind], namespace)) if isinstance(pod, dict) else []
     if kind == "ConfigMap":
         found = []
@@ -282,10 +282,10 @@ def references(
     values, layers = chart if chart is not None else chart_values(obj, config_maps or {})
     inline = _dict(_dict(obj.get("spec")).get("values"))
     for ref in _walk(values, (), release_of(obj)[0]):
-        if _get(inline, ref.path) is not None:
+        if dig(inline, ref.path) is not None:
             found.append(replace(ref, path=("spec", "values", *ref.path)))
             continue
-        layer = next((la for la in reversed(layers) if _get(la.values, ref.path) is not None), None)
+        layer = next((la for la in reversed(layers) if dig(la.values, ref.path) is not None), None)
         line = line_of(layer.values, *ref.path) if layer is not None else None
         found.append(replace(ref, entry=layer.entry if layer is not None else None, line=line))
     return found
@@ -561,15 +561,6 @@ def _dict(value: Any) -> dict[str, Any]:
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
-
-
-def _get(node: Any, path: KeyPath) -> Any:
-    for key in path:
-        inside = isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
-        if not (inside or (isinstance(node, dict) and key in node)):
-            return None
-        node = node[key]
-    return node
 
 
 def _at_path(path: str, value: str) -> dict[str, Any]:

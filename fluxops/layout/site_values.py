@@ -18,7 +18,7 @@ import yaml
 
 from fluxops.errors import LayoutError
 from fluxops.layout.locate import label, where
-from fluxops.layout.merge import merge_maps
+from fluxops.layout.merge import dig, merge_maps
 from fluxops.layout.model import Cluster, Phase, meta
 from fluxops.layout.sources import YamlSyntaxError, line_of, load_all
 from fluxops.layout.tree import Tree
@@ -192,15 +192,6 @@ def _token(value: str) -> re.Pattern[str]:
     return re.compile(r"(?<![\w.\-/])" + re.escape(value) + r"(?![\w.\-/])")
 
 
-def _get(node: Any, path: tuple[Any, ...]) -> Any:
-    for key in path:
-        inside = isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
-        if not (inside or (isinstance(node, dict) and key in node)):
-            return None
-        node = node[key]
-    return node
-
-
 def _holds(found: Any, value: str) -> bool:
     """True when the scalar found is the value (or a comma-separated list holding it)."""
     if not isinstance(found, str):
@@ -277,7 +268,7 @@ class _Pending:
 
     def exact(self) -> tuple[str, int | None] | None:
         for file, doc, prefix in self.origins:
-            if file is not None and _holds(_get(doc, (*prefix, *self.path)), self.value):
+            if file is not None and _holds(dig(doc, (*prefix, *self.path)), self.value):
                 return file, line_of(doc, *prefix, *self.path)
         return None
 
