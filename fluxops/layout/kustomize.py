@@ -124,6 +124,7 @@ class Builder:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._started: dict[Target, Future[BuildResult]] = {}
+        self._tag: str | None = None
 
     def _file_hash(self, path: Path) -> str:
         with self._lock:
@@ -194,26 +195,43 @@ class Builder:
 
     def build(self, target: Target) -> BuildResult:
         """Build one folder or overlay (from the cache when its inputs are unchanged)."""
-        folder = target.folder if isinstance(target, Overlay) else target
-        key = self.key(target)
-        cache_file = self.cache_dir / f"{key}.json" if self.cache_dir else None
-        if cache_file is not None and cache_file.is_file():
-            try:
-                data = json.loads(cache_file.read_text(encoding="utf-8"))
-                if data.get("version") == self._cached_version_tag():
-                    return BuildResult(
-                        folder, data["ok"], data["objects"], data["error"], cached=True, texts=data["texts"]
-                    )
-            except (OSError, ValueError, KeyError):
-                pass
+        cache_file, result = self._from_cache(target)
+        return self._finished(result if result is not None else self._fresh(target, cache_file))
+
+    def _from_cache(self, target: Target) -> tuple[Path | None, BuildResult | None]:
+        """The cache file of ``target`` (None without a cache) and the result stored there, if any."""
+        if self.cache_dir is None:
+            return None, None
+        cache_file = self.cache_dir / f"{self.key(target)}.json"
+        try:
+            data = json.loads(cache_file.read_text(encoding="utf-8"))
+            if data.get("version") == self._version_tag():
+                folder = target.folder if isinstance(target, Overlay) else target
+                return cache_file, BuildResult(
+                    folder, data["ok"], data["objects"], data["error"], cached=True, texts=data["texts"]
+                )
+        except (OSError, ValueError, KeyError, AttributeError):
+            pass
+        return cache_file, None
+
+    def _fresh(self, target: Target, cache_file: Path | None) -> BuildResult:
+        """Run kustomize on ``target``; a success is stored in ``cache_file``."""
         result = self._run(target)
         # Failures are not cached: kustomize's message names absolute paths of this checkout.
         if cache_file is not None and result.ok:
             self._store(cache_file, result)
         return result
 
-    def _cached_version_tag(self) -> str:
-        return hashlib.sha256(kubectl().encode() + _binary_stamp(kubectl()).encode()).hexdigest()[:16]
+    def _finished(self, result: BuildResult) -> BuildResult:
+        """Called with every result, cached or fresh, as it is ready (from a pool thread for a fresh one)."""
+        return result
+
+    def _version_tag(self) -> str:
+        """The kubectl binary's identity, stored with each entry (computed once per Builder)."""
+        if self._tag is None:
+            binary = kubectl()
+            self._tag = hashlib.sha256(binary.encode() + _binary_stamp(binary).encode()).hexdigest()[:16]
+        return self._tag
 
     def _run(self, target: Target) -> BuildResult:
         if isinstance(target, Overlay):
@@ -256,7 +274,7 @@ class Builder:
 
     def _store(self, cache_file: Path, result: BuildResult) -> None:
         data = {
-            "version": self._cached_version_tag(),
+            "version": self._version_tag(),
             "ok": result.ok,
             "objects": result.objects,
             "error": result.error,
@@ -271,16 +289,26 @@ class Builder:
             pass
 
     def submit(self, target: Target) -> Future[BuildResult]:
-        """Start building ``target`` in the pool (bounded by ``jobs``); a target is built once."""
+        """Start building ``target`` (a target is built once): a cached result is read here and
+        returned done, a build runs in the pool (at most ``jobs`` at a time).
+        """
         target = target if isinstance(target, Overlay) else target.resolve()
         with self._lock:
-            future = self._started.get(target)
-            if future is None:
+            started = self._started.get(target)
+        if started is not None:
+            return started
+        cache_file, cached = self._from_cache(target)
+        future: Future[BuildResult] = Future()
+        if cached is not None:
+            future.set_result(self._finished(cached))
+        else:
+            with self._lock:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="kustomize")
-                future = self._pool.submit(self.build, target)
-                self._started[target] = future
-        return future
+                pool = self._pool
+            future = pool.submit(lambda: self._finished(self._fresh(target, cache_file)))
+        with self._lock:
+            return self._started.setdefault(target, future)
 
     def close(self) -> None:
         """Wait for the builds started and stop the pool (a later submit starts a new one)."""

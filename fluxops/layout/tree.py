@@ -75,7 +75,7 @@ class Tree:
     sources_of: dict[PhaseKey, Resolved] = field(default_factory=dict)
 
     _rels: dict[Path, str] = field(default_factory=dict, repr=False)
-    _templates: dict[str, list[SourceDoc]] | None = field(default=None, repr=False)
+    _templates: dict[str, list[_Template]] | None = field(default=None, repr=False)
 
     def rel(self, path: Path) -> str:
         """``path`` relative to the checkout (a staged artifact's path as the source path it mirrors)."""
@@ -126,13 +126,16 @@ class Tree:
             for docs in self.sources.docs.values():
                 for doc in docs:
                     if "${" in doc.name:
-                        self._templates.setdefault(doc.kind, []).append(doc)
+                        self._templates.setdefault(doc.kind, []).append(_Template.of(doc))
         candidates = [
-            d
-            for d in self._templates.get(kind, [])
-            if _fits(d.name, name) and (not d.namespace or _fits(d.namespace, namespace))
+            t
+            for t in self._templates.get(kind, [])
+            if t.name.fullmatch(name) and (t.namespace is None or t.namespace.fullmatch(namespace))
         ]
-        return max(candidates, key=lambda d: _shared(d.data, obj), default=None)
+        if not candidates:
+            return None
+        paths = _key_paths(obj)
+        return max(candidates, key=lambda t: len(t.paths & paths)).doc
 
     def scope(self) -> tuple[str, ...]:
         """Repository folders (relative, ending in ``/``) holding what the loaded clusters read.
@@ -158,17 +161,39 @@ class Tree:
         return tuple(r for r in sorted(rels) if not any(r != o and r.startswith(o) for o in rels))
 
 
-def _fits(template: str, value: str) -> bool:
-    """True when ``value`` is what substituting the ``${...}`` expressions of ``template`` can give."""
+@dataclass(frozen=True)
+class _Template:
+    """A source document whose name is a postBuild template, ready to be matched against objects."""
+
+    doc: SourceDoc
+    name: re.Pattern[str]
+    namespace: re.Pattern[str] | None
+    paths: frozenset[tuple[Any, ...]]
+
+    @classmethod
+    def of(cls, doc: SourceDoc) -> _Template:
+        namespace = _pattern(doc.namespace) if doc.namespace else None
+        return cls(doc, _pattern(doc.name), namespace, _key_paths(doc.data))
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    """What substituting the ``${...}`` expressions of ``template`` can give (for a full match)."""
     parts = re.split(r"\$\{[^}]*\}", template)
-    return re.fullmatch(".*".join(re.escape(p) for p in parts), value) is not None
+    return re.compile(".*".join(re.escape(p) for p in parts))
 
 
-def _shared(template: Any, obj: Any) -> int:
-    """How many keys (at any depth) a source document and a built object have in common."""
-    if not isinstance(template, dict) or not isinstance(obj, dict):
-        return 0
-    return sum(1 + _shared(v, obj[k]) for k, v in template.items() if k in obj)
+def _key_paths(data: Any, prefix: tuple[Any, ...] = ()) -> frozenset[tuple[Any, ...]]:
+    """Every key path through nested mappings: two documents share as many keys (at any depth) as
+    their key paths have in common.
+    """
+    if not isinstance(data, dict):
+        return frozenset()
+    paths: set[tuple[Any, ...]] = set()
+    for key, value in data.items():
+        path = (*prefix, key)
+        paths.add(path)
+        paths.update(_key_paths(value, path))
+    return frozenset(paths)
 
 
 def check_root(root: Path) -> Repo:
@@ -199,9 +224,8 @@ class _CountingBuilder(Builder):
                 self.started += 1
         return super().submit(target)
 
-    def build(self, target: Target) -> BuildResult:
-        """As Builder.build, then one more build done."""
-        result = super().build(target)
+    def _finished(self, result: BuildResult) -> BuildResult:
+        """One more build done."""
         with self._count:
             self.done += 1
             if self.progress is not None:
