@@ -56,6 +56,9 @@ HOME_OPS_KUSTOMIZATIONS = [
 ]
 FLUX2_EXAMPLE_KUSTOMIZATIONS = ["apps", "infra-configs", "infra-controllers"]
 THIS_REPOSITORY_PHASES = ["apps", "crds", "infrastructure", "infrastructure-config", "storage"]
+# lab's phases apply one Kustomization per component (ks.yaml)
+LAB_COMPONENTS = ["adguard", "external-dns", "homeassistant", "metallb", "metallb-config", "pocket-id"]
+LAB_COMPONENTS += ["traefik", "traefik-config", "twingate", "unifi"]
 
 
 # -- copies and findings --------------------------------------------------------------------------
@@ -290,9 +293,8 @@ def test_home_ops_cluster_is_found_with_every_ks_yaml(
 
 def test_this_repository_is_found_as_before(validated: Callable[[str], tuple[Tree, Findings]]) -> None:
     tree, findings = validated(THIS)
-    assert kustomization_names(tree) == {"lab": THIS_REPOSITORY_PHASES, "phx": THIS_REPOSITORY_PHASES}, (
-        listing(findings)
-    )
+    lab = sorted([*THIS_REPOSITORY_PHASES, *LAB_COMPONENTS])
+    assert kustomization_names(tree) == {"lab": lab, "phx": THIS_REPOSITORY_PHASES}, listing(findings)
 
 
 def test_external_artifact_paths_are_read_inside_the_artifact(
@@ -502,7 +504,7 @@ def this_substitute_from_missing(root: Path) -> Planted:
 def this_typo_field(root: Path) -> Planted:
     return plant(
         root,
-        "k8s/clusters/lab/apps/adguard/deployment.yaml",
+        "k8s/clusters/lab/infrastructure/adguard/deployment.yaml",
         "          imagePullPolicy: IfNotPresent\n",
         "          imagePulPolicy: IfNotPresent\n",
     )
@@ -511,7 +513,7 @@ def this_typo_field(root: Path) -> Planted:
 def this_crd_schema(root: Path) -> Planted:
     return plant(
         root,
-        "k8s/clusters/lab/infrastructure-config/metallb-config.yaml",
+        "k8s/clusters/lab/infrastructure-config/metallb-config/pool.yaml",
         "  autoAssign: true\n",
         '  autoAssign: "yes"\n',
     )

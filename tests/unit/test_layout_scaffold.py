@@ -43,7 +43,7 @@ def _comments(path: Path) -> list[str]:
 
 
 EDGE_VALUES = {
-    "lb_ips": ["10.0.50.240"],
+    "lb_ips": ["192.168.8.200=10.0.50.240", "192.168.8.201=10.0.50.241"],  # Traefik, AdGuard's DNS
     "node_names": ["edge1"],
     "external_dns_owner": ["edge"],
     "domains": ["edge.example.com"],
@@ -79,7 +79,11 @@ def _messages(findings: list) -> list[str]:
 
 def test_new_cluster_validates_at_once(repo: Path) -> None:
     result = new_cluster(
-        repo, "edge", like="lab", address="10.20.0.5", values={**EDGE_VALUES, "lb_ips": ["10.20.0.5"]}
+        repo,
+        "edge",
+        like="lab",
+        address="10.20.0.5-10.20.0.6",
+        values={**EDGE_VALUES, "lb_ips": ["192.168.8.200=10.20.0.5", "192.168.8.201=10.20.0.6"]},
     )
     tree, findings = validate(repo, "edge")
     assert findings.errors == [], _messages(findings.errors)
@@ -91,7 +95,7 @@ def test_new_cluster_validates_at_once(repo: Path) -> None:
     apps = edge.phase("apps")
     assert apps is not None and apps.objects == []
     pools = [o for p in edge.phases for o in p.objects if o.get("kind") == "IPAddressPool"]
-    assert pools and pools[0]["spec"]["addresses"] == ["10.20.0.5/32"]
+    assert pools and pools[0]["spec"]["addresses"] == ["10.20.0.5-10.20.0.6"]
     assert not list((repo / "k8s/clusters/edge").rglob("*.sops.yaml"))
     assert result.omitted_secrets and all(
         "invoke secrets.new --cluster edge" in s["command"] for s in result.omitted_secrets
@@ -109,12 +113,13 @@ def test_the_issue_edge_example_is_flagged_until_its_values_are_given(repo: Path
     edge = "k8s/clusters/edge"
     assert sorted((f.code, f.where) for f in errors) == [
         ("external-dns-owner", f"{edge}/infrastructure/external-dns/values.yaml:3"),
-        ("lb-ip-outside-pool", f"{edge}/infrastructure/traefik/values.yaml:24"),
+        ("lb-ip-outside-pool", f"{edge}/infrastructure/adguard/service.yaml:24"),
+        ("lb-ip-outside-pool", f"{edge}/infrastructure/traefik/values.yaml:21"),
         ("node-pin", f"{edge}/infrastructure/metallb/kustomization.yaml:18"),
         ("node-pin", f"{edge}/storage/storage-classes.yaml:23"),
         ("node-pin", f"{edge}/storage/storage-classes.yaml:44"),
     ], _messages(errors)
-    by_code = {f.code: f.message for f in errors}
+    by_code = {f.code: f.message for f in sorted(errors, key=lambda f: f.where)}
     assert "192.168.8.200" in by_code["lb-ip-outside-pool"] and EDGE_POOL in by_code["lb-ip-outside-pool"]
     assert "n5" in by_code["node-pin"] and "edge1" in by_code["node-pin"]
     assert "k8s/clusters/lab/infrastructure/external-dns/values.yaml:3" in by_code["external-dns-owner"]
@@ -128,7 +133,8 @@ def test_the_issue_edge_example_is_flagged_until_its_values_are_given(repo: Path
     found = {(v.field, v.value) for v in read_site_values(tree, tree.clusters["edge"])}
     assert found == {
         ("address_pool", EDGE_POOL),
-        *((f, v[0]) for f, v in EDGE_VALUES.items()),
+        *((f, v[0].split("=")[-1]) for f, v in EDGE_VALUES.items()),
+        ("lb_ips", "10.0.50.241"),
     }
     # Only the site values changed: every other line of those files is lab's, line for line.
     expected: dict[str, set[int]] = {}
@@ -138,7 +144,7 @@ def test_the_issue_edge_example_is_flagged_until_its_values_are_given(repo: Path
         old, _, new = edit.partition(" -> ")
         if line and old != new:
             expected.setdefault(file, set()).add(int(line))
-    assert len(expected) == 4
+    assert len(expected) == 5
     for file, lines in expected.items():
         before = (repo / file.replace("/edge/", "/lab/")).read_text(encoding="utf-8").splitlines()
         after = (repo / file).read_text(encoding="utf-8").splitlines()
@@ -219,7 +225,7 @@ def test_check_writes_nothing_and_shows_what_would_be(repo: Path) -> None:
     result = new_cluster(repo, "edge", like="lab", address=EDGE_POOL, values=EDGE_VALUES, check=True)
     assert _clusters(repo) == before and result.checked
     assert "k8s/clusters/edge/infrastructure/traefik/values.yaml" in result.written
-    assert "k8s/clusters/edge/infrastructure/traefik/values.yaml:24: 192.168.8.200 -> 10.0.50.240" in (
+    assert "k8s/clusters/edge/infrastructure/traefik/values.yaml:21: 192.168.8.200 -> 10.0.50.240" in (
         result.changes
     )
 
@@ -227,18 +233,20 @@ def test_check_writes_nothing_and_shows_what_would_be(repo: Path) -> None:
 def test_require_all_lists_every_missing_option_and_writes_nothing(repo: Path) -> None:
     before = _clusters(repo)
     with pytest.raises(LayoutError) as caught:
-        new_cluster(repo, "edge", like="lab", values={"lb_ips": ["10.0.50.240"]}, require_all=True)
+        new_cluster(repo, "edge", like="lab", values={"lb_ips": EDGE_VALUES["lb_ips"]}, require_all=True)
     message = str(caught.value)
     for option in ("--address", "--node", "--owner-id", "--domain", "--storage-pool"):
         assert f"  {option} for lab's" in message
     assert "--lb-ip" not in message
-    assert "n5 (k8s/clusters/lab/infrastructure/metallb/kustomization.yaml:18," in message
+    assert "n5 (k8s/clusters/lab/" in message
+    assert "k8s/clusters/lab/infrastructure/metallb/kustomization.yaml:18" in message
     assert _clusters(repo) == before
 
 
 def test_missing_values_are_asked_with_the_template_value_shown(repo: Path) -> None:
     asked: list[Question] = []
-    answers = iter(["not-an-ip", "10.0.50.241", "edge1", "edge", "edge.example.com", "ssd/k8s"])
+    lb_ips = ["not-an-ip", "10.0.50.241", "10.0.50.242"]  # AdGuard's DNS (a bad answer first), Traefik
+    answers = iter([*lb_ips, "edge1", "edge", "edge.example.com", "ssd/k8s"])
 
     def ask(question: Question) -> str:
         asked.append(question)
@@ -246,7 +254,8 @@ def test_missing_values_are_asked_with_the_template_value_shown(repo: Path) -> N
 
     new_cluster(repo, "edge", like="lab", address=EDGE_POOL, ask=ask)
     assert [(q.option, q.old) for q in asked] == [
-        ("--lb-ip", "192.168.8.200"),
+        ("--lb-ip", "192.168.8.201"),
+        ("--lb-ip", "192.168.8.201"),
         ("--lb-ip", "192.168.8.200"),
         ("--node", "n5"),
         ("--owner-id", "lab"),
@@ -254,7 +263,7 @@ def test_missing_values_are_asked_with_the_template_value_shown(repo: Path) -> N
         ("--storage-pool", "tank/k8s"),
     ]
     assert "not-an-ip" in asked[1].problem and not asked[0].problem
-    assert asked[2].places[0] == "k8s/clusters/lab/infrastructure/metallb/kustomization.yaml:18"
+    assert "k8s/clusters/lab/infrastructure/metallb/kustomization.yaml:18" in asked[3].places
     text = (repo / "k8s/clusters/edge/storage/storage-classes.yaml").read_text(encoding="utf-8")
     assert "poolname: ssd/k8s" in text and "tank/k8s" in text  # the comment keeps lab's words
 
@@ -272,7 +281,11 @@ def test_no_answer_writes_nothing(repo: Path) -> None:
 @pytest.mark.parametrize(
     ("values", "address", "message"),
     [
-        ({"lb_ips": ["10.0.60.1"]}, EDGE_POOL, "--lb-ip 10.0.60.1 is outside the new pool"),
+        (
+            {"lb_ips": ["192.168.8.200=10.0.60.1", "192.168.8.201=10.0.50.241"]},
+            EDGE_POOL,
+            "--lb-ip 10.0.60.1 is outside the new pool",
+        ),
         ({"lb_ips": ["300.1.1.1"]}, None, "--lb-ip '300.1.1.1' is not a valid LoadBalancer IP"),
         ({"node_names": ["n9=edge1"]}, None, "--node n9=edge1: lab has no node name"),
         ({"node_names": ["Edge_1"]}, None, "--node 'Edge_1' is not a valid node name"),
@@ -330,7 +343,8 @@ def _invoke(
 
 
 EDGE_OPTIONS = (
-    "--like", "lab", "--address", EDGE_POOL, "--lb-ip", "10.0.50.240", "--node", "edge1",
+    "--like", "lab", "--address", EDGE_POOL, "--lb-ip", "192.168.8.200=10.0.50.240",
+    "--lb-ip", "192.168.8.201=10.0.50.241", "--node", "edge1",
     "--owner-id", "edge", "--domain", "edge.example.com", "--storage-pool", "tank/k8s",
 )  # fmt: skip
 
@@ -349,7 +363,7 @@ def test_cli_without_a_terminal_needs_every_value(repo: Path) -> None:
     assert "would write k8s/clusters/edge/storage.yaml" in check.stdout and _clusters(repo) == before
     done = _invoke(repo, "--name", "edge", *EDGE_OPTIONS)
     assert done.returncode == 0, done.stderr
-    assert "set k8s/clusters/edge/infrastructure/traefik/values.yaml:24: 192.168.8.200 -> 10.0.50.240" in (
+    assert "set k8s/clusters/edge/infrastructure/traefik/values.yaml:21: 192.168.8.200 -> 10.0.50.240" in (
         done.stdout
     )
     findings = validate(repo, "edge")[1]
@@ -362,14 +376,14 @@ def test_cli_on_a_terminal_asks_and_refuses_an_empty_answer(repo: Path) -> None:
     os.write(master, answers)  # the terminal buffers the lines until the task reads them
     try:
         result = _invoke(repo, "--name", "edge", "--like", "lab", "--address", EDGE_POOL, "--lb-ip",
-                         "10.0.50.240", stdin=slave)  # fmt: skip
+                         "192.168.8.200=10.0.50.240", "--lb-ip", "192.168.8.201=10.0.50.241",
+                         stdin=slave)  # fmt: skip
     finally:
         os.close(slave)
         os.close(master)
     assert result.returncode == 0, result.stderr
-    assert "lab's node name (pin) n5 (k8s/clusters/lab/infrastructure/metallb/kustomization.yaml:18" in (
-        result.stdout
-    )
+    assert "lab's node name (pin) n5 (k8s/clusters/lab/" in result.stdout
+    assert "k8s/clusters/lab/infrastructure/metallb/kustomization.yaml:18" in result.stdout
     assert "a value is needed (type n5 to keep lab's)" in result.stdout
     text = (repo / "k8s/clusters/edge/infrastructure/external-dns/values.yaml").read_text(encoding="utf-8")
     assert "txtOwnerId: edge" in text and "  - edge.example.com" in text
