@@ -4,13 +4,18 @@ cluster against the serial ``kubectl kustomize`` loop every build-based validato
 Run from the checkout: .venv/bin/python bench/layout_validate.py [--runs N] [--clusters 1,2,4]
     [--kustomizations 80] [--skip-tree] [--skip-big]
 
+Every timed process runs with a bytecode cache (PYTHONPYCACHEPREFIX in a scratch folder, filled
+before timing), as an installed package has one, even where PYTHONDONTWRITEBYTECODE is set.
+
 1. This repository: ``invoke layout.validate`` cold (cache removed) and cached, median of ``--runs``.
 2. The repository of bench/big_repo.py with 1, 2 and 4 clusters (``--kustomizations`` Flux
    Kustomizations each): ``validate()`` in a fresh interpreter, cold (empty cache) and warm (the
    same cache again, median of ``--runs``); then ``kubectl kustomize`` of every Kustomization's
    ``spec.path``, one after another (what flux2-kustomize-helm-example's validate.sh and flux-local
-   do per Kustomization), in the same run; and the ratio cold / serial loop. Whatever the code finds
-   is counted (errors, warnings, Kustomizations), so the table also says how well it read the repo.
+   do per Kustomization), in the same run; and the ratio cold / serial loop, of wall time and of CPU
+   time (the process and its kubectl children: what the ratio tends to when other work takes the
+   cores). Whatever the code finds is counted (errors, warnings, Kustomizations), so the table also
+   says how well it read the repo.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -39,6 +45,25 @@ CACHE = ROOT / ".fluxops" / "cache"
 INVOKE = [str(BIN / "invoke"), "layout.validate"]
 KUBECTL = str(BIN / "kubectl")
 CHILD_TIMEOUT = 1800
+PYCACHE = Path(tempfile.gettempdir()) / "fluxops-bench-pycache"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This environment with a bytecode cache for the timed interpreters."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPYCACHEPREFIX": str(PYCACHE), **extra}
+
+
+def compile_once() -> None:
+    """Fill the bytecode cache before anything is timed."""
+    code = "import fluxops.layout.validate, fluxops.tasks, invoke, bench.layout_validate"
+    subprocess.run([sys.executable, "-c", code], env=child_env(PYTHONPATH=str(ROOT)), cwd=ROOT, check=True)
+
+
+def children_cpu() -> float:
+    """CPU seconds (user and system) of every child process waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # -- this repository --------------------------------------------------------------------------------
@@ -46,7 +71,7 @@ CHILD_TIMEOUT = 1800
 
 def timed_invoke() -> float:
     started = time.perf_counter()
-    local().run(INVOKE, cwd=ROOT, timeout=600, check=False)
+    local().run(INVOKE, cwd=ROOT, timeout=600, check=False, env=child_env(), inherit_env=False)
     return time.perf_counter() - started
 
 
@@ -71,6 +96,7 @@ class Outcome:
     """One validate run in its own interpreter: wall time, time inside validate(), what it found."""
 
     wall: float
+    cpu: float = 0.0
     inner: float = 0.0
     errors: int = 0
     warnings: int = 0
@@ -102,8 +128,8 @@ def child(root: Path) -> None:
 
 def validate_once(root: Path, cache: Path) -> Outcome:
     """Validate ``root`` in a fresh interpreter with its build cache in ``cache``."""
-    env = {**os.environ, CACHE_ENV: str(cache), "PYTHONPATH": str(ROOT)}
-    started = time.perf_counter()
+    env = child_env(**{CACHE_ENV: str(cache), "PYTHONPATH": str(ROOT)})
+    started, cpu = time.perf_counter(), children_cpu()
     result = subprocess.run(
         [sys.executable, __file__, "--child", str(root)],
         capture_output=True,
@@ -112,18 +138,20 @@ def validate_once(root: Path, cache: Path) -> Outcome:
         timeout=CHILD_TIMEOUT,
         check=False,
     )
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, children_cpu() - cpu
     try:
         data = json.loads(result.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
-        return Outcome(wall, failed=f"exit {result.returncode}: {result.stderr.strip()[-300:]}")
-    return Outcome(wall, **data)
+        return Outcome(wall, cpu, failed=f"exit {result.returncode}: {result.stderr.strip()[-300:]}")
+    return Outcome(wall, cpu, **data)
 
 
-def serial_kustomize(repo: BigRepo) -> tuple[float, int]:
-    """``kubectl kustomize`` of every Kustomization's path, one after another: (seconds, failures)."""
+def serial_kustomize(repo: BigRepo) -> tuple[float, float, int]:
+    """``kubectl kustomize`` of every Kustomization's path, one after another: (seconds, CPU seconds,
+    failures).
+    """
     failures = 0
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), children_cpu()
     for path in repo.paths:
         result = subprocess.run(
             [KUBECTL, "kustomize", "--load-restrictor=LoadRestrictionsNone", str(repo.root / path)],
@@ -131,7 +159,7 @@ def serial_kustomize(repo: BigRepo) -> tuple[float, int]:
             check=False,
         )
         failures += result.returncode != 0
-    return time.perf_counter() - started, failures
+    return time.perf_counter() - started, children_cpu() - cpu, failures
 
 
 @dataclass
@@ -141,7 +169,9 @@ class Row:
     cold: Outcome
     warm: list[Outcome]
     serial: float
+    serial_cpu: float
     serial_failures: int
+    load: str
 
     @property
     def warm_wall(self) -> float:
@@ -158,14 +188,15 @@ def bench_big(clusters: int, kustomizations: int, runs: int, scratch: Path) -> R
     cache = scratch / f"cache-{clusters}"
     cold = validate_once(repo.root, cache)
     warm = [validate_once(repo.root, cache) for _ in range(runs)]
-    serial, failures = serial_kustomize(repo)
-    return Row(clusters, len(repo.paths), cold, warm, serial, failures)
+    serial, serial_cpu, failures = serial_kustomize(repo)
+    load = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    return Row(clusters, len(repo.paths), cold, warm, serial, serial_cpu, failures, load)
 
 
 def print_rows(rows: list[Row]) -> None:
     header = (
         "clusters  Kustomizations  cold s (in validate)  warm s (in validate)  serial kubectl kustomize s"
-        "  cold/serial  found  errors  warnings"
+        "  cold/serial  CPU cold/serial  found  errors  warnings  load average"
     )
     print(header)
     for r in rows:
@@ -174,7 +205,8 @@ def print_rows(rows: list[Row]) -> None:
             f"{r.clusters:>8}  {r.kustomizations:>14}  {r.cold.wall:>7.2f} ({r.cold.inner:>5.2f})"
             f"       {r.warm_wall:>7.2f} ({r.warm_inner:>5.2f})"
             f"       {r.serial:>20.2f}{'' if not r.serial_failures else f' ({r.serial_failures} failed)'}"
-            f"  {r.cold.wall / r.serial:>11.2f}  {found:>5}  {r.cold.errors:>6}  {r.cold.warnings:>8}"
+            f"  {r.cold.wall / r.serial:>11.2f}  {r.cold.cpu:>5.2f}/{r.serial_cpu:<5.2f} = "
+            f"{r.cold.cpu / r.serial_cpu:.2f}  {found:>5}  {r.cold.errors:>6}  {r.cold.warnings:>8}  {r.load}"
         )
     for r in rows:
         if r.cold.failed:
@@ -201,6 +233,8 @@ def main() -> int:
     if args.child is not None:
         child(args.child)
         return 0
+    compile_once()
+    print(f"load average at start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     if not args.skip_tree:
         bench_tree(args.runs)
     if not args.skip_big:
