@@ -295,7 +295,7 @@ class Builder:
         target = target if isinstance(target, Overlay) else target.resolve()
         with self._lock:
             started = self._started.get(target)
-        if started is not None:
+        if started is not None and not started.cancelled():
             return started
         cache_file, cached = self._from_cache(target)
         future: Future[BuildResult] = Future()
@@ -308,14 +308,19 @@ class Builder:
                 pool = self._pool
             future = pool.submit(lambda: self._finished(self._fresh(target, cache_file)))
         with self._lock:
-            return self._started.setdefault(target, future)
+            known = self._started.get(target)
+            if known is None or known.cancelled():
+                self._started[target] = known = future
+            return known
 
     def close(self) -> None:
-        """Wait for the builds started and stop the pool (a later submit starts a new one)."""
+        """Stop the pool: builds running are waited for, queued ones dropped (a later submit starts
+        a new pool and builds a dropped target again).
+        """
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def build_all(self, targets: Iterable[Target]) -> dict[Target, BuildResult]:
         """Build many folders or overlays in parallel (bounded by ``jobs``); results keyed by target."""
