@@ -2,7 +2,7 @@
 cluster against the serial ``kubectl kustomize`` loop every build-based validator pays.
 
 Run from the checkout: .venv/bin/python bench/layout_validate.py [--runs N] [--clusters 1,2,4]
-    [--kustomizations 80] [--skip-tree] [--skip-big]
+    [--kustomizations 80] [--skip-tree] [--skip-big] [--tmpdir DIR]
 
 Every timed process runs with a bytecode cache (PYTHONPYCACHEPREFIX in a scratch folder, filled
 before timing), as an installed package has one, even where PYTHONDONTWRITEBYTECODE is set.
@@ -46,6 +46,7 @@ INVOKE = [str(BIN / "invoke"), "layout.validate"]
 KUBECTL = str(BIN / "kubectl")
 CHILD_TIMEOUT = 1800
 PYCACHE = Path(tempfile.gettempdir()) / "fluxops-bench-pycache"
+VALIDATE_ENV: dict[str, str] = {}  # --tmpdir: TMPDIR of the timed validate processes
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -128,7 +129,7 @@ def child(root: Path) -> None:
 
 def validate_once(root: Path, cache: Path) -> Outcome:
     """Validate ``root`` in a fresh interpreter with its build cache in ``cache``."""
-    env = child_env(**{CACHE_ENV: str(cache), "PYTHONPATH": str(ROOT)})
+    env = child_env(**{CACHE_ENV: str(cache), "PYTHONPATH": str(ROOT)}, **VALIDATE_ENV)
     started, cpu = time.perf_counter(), children_cpu()
     result = subprocess.run(
         [sys.executable, __file__, "--child", str(root)],
@@ -228,8 +229,13 @@ def main() -> int:
     parser.add_argument("--kustomizations", type=int, default=80, help="Flux Kustomizations per cluster")
     parser.add_argument("--skip-tree", action="store_true", help="do not time this repository's tree")
     parser.add_argument("--skip-big", action="store_true", help="do not time the generated repository")
+    parser.add_argument(
+        "--tmpdir", help="TMPDIR of the timed validate processes (where Flux overlays get their shadow trees)"
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.tmpdir:
+        VALIDATE_ENV["TMPDIR"] = args.tmpdir
     if args.child is not None:
         child(args.child)
         return 0
