@@ -219,7 +219,8 @@ def test_yaml_kustomize_reads_is_no_finding(repo: Path) -> None:
     # builds all three, and an AlertmanagerConfig naming a Secret must not read as broken YAML
     config = (
         "apiVersion: monitoring.coreos.com/v1alpha1\nkind: AlertmanagerConfig\nmetadata:\n  name: a\n"
-        "spec:\n  receivers:\n    - name: x\n      pushoverConfigs:\n        - token: {key: t, name: pushover}\n"
+        "spec:\n  receivers:\n    - name: x\n      pushoverConfigs:\n"
+        "        - token: {key: t, name: pushover}\n"
         "          userKey: &k {key: u, name: Secret}\n  inhibitRules:\n    - sourceMatch:\n"
         "        - {name: severity, value: critical, matchType: =}\n      other: &k !custom tag\n"
     )
