@@ -111,8 +111,10 @@ def controller_deployment(component: str, version: str) -> dict[str, Any]:
 class SimCluster:
     """One simulated node (its state folder); ``clock`` defaults to the node's scaled clock."""
 
-    def __init__(self, folder: Path, clock: Clock | None = None, *, cache_dir: Path | None = None) -> None:
-        self.store = Store(folder)
+    def __init__(
+        self, folder: Path, clock: Clock | None = None, *, cache_dir: Path | None = None, durable: bool = True
+    ) -> None:
+        self.store = Store(folder, durable=durable)
         self.folder = Path(folder)
         self._clock = clock
         cache = Path(cache_dir) if cache_dir is not None else self.folder / "cache"
@@ -134,6 +136,7 @@ class SimCluster:
         settings: dict[str, Any] | None = None,
         cache_dir: Path | None = None,
         role: str = "server",
+        durable: bool = True,
     ) -> SimCluster:
         """A fresh node in ``folder`` (SimError if one is there): k3s's namespaces and CRDs, a Ready Node."""
         scaled = ScaledClock(time_factor)
@@ -145,16 +148,17 @@ class SimCluster:
             "settings": {**DEFAULT_SETTINGS, **(settings or {})},
             "flux": None,
         }
-        store = Store(folder)
-        store.create(node)
-        cluster = cls(folder, clock, cache_dir=cache_dir)
+        cluster = cls(folder, clock, cache_dir=cache_dir, durable=durable)
+        cluster.store.create(node)
         with cluster.store.transaction() as state:
             api = cluster.api(state)
             for namespace in K3S_NAMESPACES:
                 api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}, "k3s")
             for crd in K3S_CRDS:
                 api.apply(_k3s_crd(*crd), "k3s", schema=False)
-            api.apply(cluster.node_object(node), "k3s", schema=False)
+            node_obj = cluster.node_object(node)
+            _, stored = api.apply(node_obj, "k3s", schema=False)
+            api.write_status(stored, node_obj["status"])
         return cluster
 
     def node_object(self, node: dict[str, Any]) -> dict[str, Any]:

@@ -15,8 +15,10 @@ What happens, as ``flux bootstrap`` and Flux would do it on a real node:
    HelmRelease is Ready or nothing has changed for the longest retry-plus-timeout of any phase.
 
 The result lists each phase (Kustomization) with when it started and became Ready, or why not, each
-HelmRelease, and the timeline. It fails when a ``wait: true`` phase is not Ready; a phase without
-``wait`` that fails is reported and does not fail it.
+HelmRelease, and the timeline. It fails when a blocking phase is not Ready (:func:`blocking`: the
+entry, a phase another blocking phase depends on, a ``wait: true`` phase of the entry, and a phase its
+blocking parent waits for); a phase nothing waits for, such as ``apps`` with ``wait: false``, is
+reported and does not fail it.
 """
 
 from __future__ import annotations
@@ -85,6 +87,9 @@ class Phase:
     ready_at: float | None = None
     attempts: int = 0
     tick: int | None = None  # the controllers' round it first started in
+    parent: str = ""  # the Kustomization that applied it (empty for the entry)
+    health_checks: list[str] = field(default_factory=list)  # Kustomizations named in spec.healthChecks
+    blocks: bool = False  # its failure holds back what the cluster needs (see ``blocking``)
 
     def as_dict(self) -> dict[str, Any]:
         """For JSON output."""
@@ -125,9 +130,9 @@ class Rehearsal:
     flux: str = ""
 
     @property
-    def failed_waiting(self) -> list[Phase]:
-        """``wait: true`` phases (and the entry) that did not become Ready: these fail the rehearsal."""
-        return [p for p in self.phases if not p.ready and (p.wait or p.name == self.entry_name)]
+    def failed_blocking(self) -> list[Phase]:
+        """Blocking phases that did not become Ready: these fail the rehearsal."""
+        return [p for p in self.phases if not p.ready and p.blocks]
 
     @property
     def entry_name(self) -> str:
@@ -136,8 +141,8 @@ class Rehearsal:
 
     @property
     def ok(self) -> bool:
-        """True when every wait:true phase is Ready."""
-        return not self.failed_waiting and bool(self.phases)
+        """True when every blocking phase is Ready."""
+        return not self.failed_blocking and bool(self.phases)
 
 
 def identities_of(source: KeySource) -> Secret:
@@ -212,12 +217,17 @@ def _settle_window(state: State) -> float:
     return longest + kustomization.KUSTOMIZE_REQUEUE_DEPENDENCY
 
 
-def _fingerprint(state: State) -> tuple[Any, ...]:
-    """What the rehearsal watches for change: every Flux object's Ready condition and the object set."""
+def _outcomes(state: State, decided: dict[str, tuple[str, str, str]]) -> tuple[Any, ...]:
+    """What the rehearsal watches for change: the object set and each Flux object's last decided Ready
+    condition (a reconcile in progress is no change: a phase retrying its health checks goes from
+    HealthCheckFailed to Unknown and back)."""
     parts = []
     for key, obj in sorted(state.objects.items()):
         if obj.get("kind") in ("Kustomization", "HelmRelease"):
-            parts.append((key, cond.ready_reason(obj)))
+            outcome = cond.ready_reason(obj)
+            if outcome[0] != "Unknown":
+                decided[key] = outcome
+            parts.append((key, decided.get(key)))
         else:
             parts.append((key,))
     return tuple(parts)
@@ -255,7 +265,12 @@ def rehearse(
         node_dir = keep if keep is not None else work / "node"
         settings = {"git_rewrites": {entry.url: snap.url}, "git_protocols": "file"}
         sim = SimCluster.create(
-            node_dir, name=f"{cluster}-rehearsal", clock=clock, settings=settings, cache_dir=cache_dir
+            node_dir,
+            name=f"{cluster}-rehearsal",
+            clock=clock,
+            settings=settings,
+            cache_dir=cache_dir,
+            durable=keep is not None,
         )
         sim.install_flux()
         if identities is not None:
@@ -297,6 +312,7 @@ class _Watch:
         self.result = result
         self.on_events = on_events
         self.last: tuple[Any, ...] = ()
+        self.decided: dict[str, tuple[str, str, str]] = {}
         self.changed = clock.now()
         self.ticks = 0
 
@@ -313,9 +329,9 @@ class _Watch:
         if _all_ready(state):
             return True
         now = self.clock.now()
-        print_ = _fingerprint(state)
-        if print_ != self.last:
-            self.last, self.changed = print_, now
+        outcomes = _outcomes(state, self.decided)
+        if outcomes != self.last:
+            self.last, self.changed = outcomes, now
             return False
         return now - self.changed >= _settle_window(state)
 
@@ -329,6 +345,11 @@ def _phases(state: State, entry: Entry, result: Rehearsal) -> list[Phase]:
         deps = [str(d.get("name")) for d in spec.get("dependsOn") or [] if isinstance(d, dict)]
         _, reason, message = cond.ready_reason(ks)
         phase = Phase(name, namespace, spec.get("wait") is True, deps, cond.is_ready(ks), reason, message)
+        phase.parent = str((ks["metadata"].get("labels") or {}).get(kustomization.NAME_LABEL, ""))
+        phase.health_checks = [
+            str(h.get("name")) for h in spec.get("healthChecks") or []
+            if isinstance(h, dict) and h.get("kind") == "Kustomization"
+        ]  # fmt: skip
         mine = [
             e
             for e in result.events
@@ -347,8 +368,49 @@ def _phases(state: State, entry: Entry, result: Rehearsal) -> list[Phase]:
         phases.append(phase)
     entry_key = name_of(entry.kustomization)[1]
     depth = _depths(phases)
-    phases.sort(key=lambda p: (p.name != entry_key, depth.get(p.name, 0), p.name))
+    blocking(phases, entry_key)
+    never = float("inf")
+    phases.sort(key=lambda p: (p.name != entry_key, p.tick or never, depth.get(p.name, 0), p.name))
     return phases
+
+
+def blocking(phases: list[Phase], entry: str) -> None:
+    """Mark the phases whose failure fails the rehearsal.
+
+    A phase blocks when it is the entry; when a blocking phase depends on it; when the entry applied it
+    and it has ``wait: true`` (or ``healthChecks``); or when it was applied by a blocking phase that
+    waits for it (``wait: true``, or names it in ``healthChecks``).
+    """
+    by_name = {p.name: p for p in phases}
+    dependents: dict[str, list[Phase]] = {}
+    for phase in phases:
+        for dep in phase.depends_on:
+            dependents.setdefault(dep, []).append(phase)
+    memo: dict[str, bool] = {}
+
+    def blocks(phase: Phase, seen: frozenset[str]) -> bool:
+        if phase.name in memo:
+            return memo[phase.name]
+        if phase.name in seen:
+            return False
+        seen = seen | {phase.name}
+        parent = by_name.get(phase.parent)
+        verdict = (
+            phase.name == entry
+            or any(blocks(d, seen) for d in dependents.get(phase.name, []))
+            or (phase.parent == entry and (phase.wait or bool(phase.health_checks)))
+            or (
+                parent is not None
+                and parent.name != entry
+                and (parent.wait or phase.name in parent.health_checks)
+                and blocks(parent, seen)
+            )
+        )
+        memo[phase.name] = verdict
+        return verdict
+
+    for phase in phases:
+        phase.blocks = blocks(phase, frozenset())
 
 
 def _depths(phases: list[Phase]) -> dict[str, int]:

@@ -52,7 +52,7 @@ def _plain(root: Path, cluster: str, identities: Secret | None, label: str, cach
     result = rehearse(root, cluster, identities=identities, key_label=label, cache_dir=cache,
                       on_start=start, on_events=timeline)  # fmt: skip
     emit("")
-    table = [["phase", "wait", "started", "ready", "result", "in parallel with"], *view.rows(result)]
+    table = [view.HEADINGS, *view.rows(result)]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         emit("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
@@ -96,10 +96,10 @@ def _live(root: Path, cluster: str, identities: Secret | None, label: str, cache
         result = rehearse(root, cluster, identities=identities, key_label=label, cache_dir=cache,
                           on_start=start, on_events=events)  # fmt: skip
     table = Table(title=None)
-    for column in ("phase", "wait", "started", "ready", "result", "in parallel with"):
+    for column in view.HEADINGS:
         table.add_column(column)
     for phase, row in zip(result.phases, view.rows(result), strict=True):
-        table.add_row(*row, style="green" if phase.ready else ("red" if phase.wait else "yellow"))
+        table.add_row(*row, style="green" if phase.ready else ("red" if phase.blocks else "yellow"))
     console.print(table)
     lines = view.verdict(result)
     for line in lines[:-1]:

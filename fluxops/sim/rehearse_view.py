@@ -124,8 +124,11 @@ def parallel_with(phase: Phase, phases: list[Phase]) -> list[str]:
     return [p.name for p in phases if p is not phase and p.tick == phase.tick]
 
 
+HEADINGS = ["phase", "blocks", "started", "ready", "result", "in parallel with"]
+
+
 def rows(result: Rehearsal) -> list[list[str]]:
-    """The final table: phase, wait, started, ready, result, in parallel with."""
+    """The final table: phase, whether it blocks, started, ready, result, in parallel with."""
     table = []
     for phase in result.phases:
         if phase.ready:
@@ -134,11 +137,9 @@ def rows(result: Rehearsal) -> list[list[str]]:
             outcome = f"{phase.reason} at {phase.stage}"
         else:
             outcome = phase.reason or "not reconciled"
-        wait = "yes" if phase.wait else ("entry" if phase.name == result.entry_name else "no")
-        table.append(
-            [phase.name, wait, seconds(phase.started), seconds(phase.ready_at), outcome,
-             ", ".join(parallel_with(phase, result.phases))]
-        )  # fmt: skip
+        blocks = "yes" if phase.blocks else "no"
+        parallel = ", ".join(parallel_with(phase, result.phases))
+        table.append([phase.name, blocks, seconds(phase.started), seconds(phase.ready_at), outcome, parallel])
     return table
 
 
@@ -147,11 +148,7 @@ def verdict(result: Rehearsal) -> list[str]:
     lines = []
     for phase in result.phases:
         if not phase.ready:
-            tag = (
-                "wait: true"
-                if phase.wait
-                else ("entry" if phase.name == result.entry_name else "wait: false")
-            )
+            tag = "blocks" if phase.blocks else "nothing waits for it"
             lines.append(f"{phase.name} ({tag}): {phase.reason}: {phase.message.strip()}")
     ready = [r for r in result.releases if r.ready]
     lines.append(f"HelmReleases: {len(ready)} of {len(result.releases)} Ready ({CHARTS_NOTE})")
@@ -161,10 +158,10 @@ def verdict(result: Rehearsal) -> list[str]:
     took = f"{seconds(result.end - result.start)} of simulated time, {result.seconds:.1f} s"
     if result.ok:
         soft = [p.name for p in result.phases if not p.ready]
-        note = f"; {', '.join(soft)} (wait: false) failed, reported only" if soft else ""
-        lines.append(f"rehearsal passed: every wait: true phase is Ready ({took}){note}")
+        note = f"; {', '.join(soft)} failed, reported only (nothing waits for it)" if soft else ""
+        lines.append(f"rehearsal passed: every blocking phase is Ready ({took}){note}")
     else:
-        names = ", ".join(p.name for p in result.failed_waiting)
+        names = ", ".join(p.name for p in result.failed_blocking)
         lines.append(f"rehearsal failed: {names} did not become Ready ({took})")
     return lines
 

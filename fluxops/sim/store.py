@@ -3,8 +3,9 @@
 Separate processes (the CLIs, SSH sessions, a rehearsal's controllers) share a node through its
 state folder. Every change runs in :meth:`Store.transaction`: an exclusive ``flock`` on
 ``state.lock`` (waited for, never stolen), the document read, changed and written back with
-:func:`fluxops.files.atomic_write` (0600: the document holds Secrets). A reader that takes no lock
-still sees a whole document, the old one or the new one. The folder is 0700.
+:func:`fluxops.files.atomic_write` (0600: the document holds Secrets; a throw-away node skips the
+fsync). A reader that takes no lock still sees a whole document, the old one or the new one, and a
+process re-reads it only when it changed. The folder is 0700.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import errno
 import fcntl
 import json
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,8 +119,10 @@ class State:
 class Store:
     """The state folder of one simulated node."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, durable: bool = True) -> None:
         self.folder = Path(folder)
+        self.durable = durable  # fsync each write (a rehearsal's throw-away node need not)
+        self._cache: tuple[tuple[int, int, int], State] | None = None
 
     @property
     def path(self) -> Path:
@@ -136,20 +140,32 @@ class Store:
         with self._locked():
             if self.exists():
                 raise SimError(f"a simulated node already lives in {self.folder}")
-            state = State({"node": node})
-            self._write(state)
+            self._write(json.dumps(State({"node": node}).data, sort_keys=True))
 
     def read(self) -> State:
-        """The document as it is now (no lock: it is always replaced whole)."""
+        """The document as it is now (no lock: it is always replaced whole). Read-only: the same object
+        is returned until the document changes; change it in :meth:`transaction`."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            info = self.path.stat()
         except FileNotFoundError:
             raise SimError(
                 f"no simulated node in {self.folder}: start one with `k3s server` "
                 "(or set FLUXOPS_SIM_STATE to its state folder)"
             ) from None
+        key = (info.st_ino, info.st_mtime_ns, info.st_size)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        state = self._load()[1]
+        self._cache = (key, state)
+        return state
+
+    def _load(self) -> tuple[str, State]:
         try:
-            return State(json.loads(text))
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SimError(f"no simulated node in {self.folder}") from None
+        try:
+            return text, State(json.loads(text))
         except ValueError as exc:
             raise SimError(f"{self.path}: the simulated node's state does not parse ({exc})") from None
 
@@ -157,14 +173,25 @@ class Store:
     def transaction(self) -> Iterator[State]:
         """The document, locked for the block; written back (atomically) if the block changed it."""
         with self._locked():
-            state = self.read()
-            before = json.dumps(state.data, sort_keys=True)
+            text, state = self._load()
             yield state
-            if json.dumps(state.data, sort_keys=True) != before:
-                self._write(state)
+            after = json.dumps(state.data, sort_keys=True)  # the form written, so equal text: unchanged
+            if after != text:
+                self._write(after)
 
-    def _write(self, state: State) -> None:
-        atomic_write(self.path, json.dumps(state.data, sort_keys=True), mode=0o600)
+    def _write(self, text: str) -> None:
+        if self.durable:
+            atomic_write(self.path, text, mode=0o600)
+            return
+        fd, tmp = tempfile.mkstemp(prefix=f".{STATE_FILE}.", suffix=".tmp", dir=self.folder)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

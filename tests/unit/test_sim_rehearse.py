@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from invoke import Collection, Program
 
 from fluxops.defaults import DEFAULTS
@@ -17,7 +18,8 @@ from fluxops.errors import FluxopsError
 from fluxops.masking import Secret
 from fluxops.secrets import keys, repository
 from fluxops.sim import rehearse_run
-from fluxops.sim.rehearse import Rehearsal, rehearse
+from fluxops.sim.rehearse import Phase, Rehearsal, rehearse
+from fluxops.sim.results import Event
 from fluxops.tasks import rehearse as rehearse_task
 from tests.unit.sim_testing import commit, git
 
@@ -27,15 +29,26 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A copy of the repository's tree (k8s/, .sops.yaml, invoke.yaml) with a key per cluster, its secrets
-    re-created for those keys (placeholder values), committed; and the key store."""
+    """A copy of the repository's tree as it is in the working tree (k8s/, .sops.yaml, invoke.yaml) with a
+    key per cluster, its secrets re-created for those keys (placeholder values), committed; and the key
+    store."""
     base = tmp_path_factory.mktemp("rehearse")
     root, key_dir = base / "repo", base / "keys"
-    tracked = subprocess.run(["git", "ls-files", "k8s", ".sops.yaml", "invoke.yaml"], cwd=REPO,
-                             capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
-    for rel in tracked:
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, root / rel)
+    argv = [
+        "git",
+        "ls-files",
+        "--cached",
+        "--others",
+        "--exclude-standard",
+        "k8s",
+        ".sops.yaml",
+        "invoke.yaml",
+    ]
+    listed = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for rel in listed:
+        if (REPO / rel).is_file():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, root / rel)
     for cluster in ("lab", "phx"):
         keys.generate(root, key_dir, cluster)
         assert {s.state for s in repository.scaffold(root, key_dir, cluster)} == {"written"}
@@ -56,48 +69,70 @@ def run(root: Path, key_dir: Path | None, cluster: str = "lab") -> Rehearsal:
     return rehearse(root, cluster, identities=identities, key_label="test key")
 
 
-def phase(result: Rehearsal, name: str):
+def phase(result: Rehearsal, name: str) -> Phase:
     return next(p for p in result.phases if p.name == name)
 
 
-def first_failure(result: Rehearsal, name: str):
+def first_failure(result: Rehearsal, name: str) -> Event:
     return next(e for e in result.events if e.name == name and e.what == "failed")
+
+
+def plant(root: Path, files: dict[str, str], **spec: object) -> None:
+    """A new top-level phase ``early`` in lab (listed in the cluster's kustomization.yaml, uncommitted),
+    reading ``k8s/clusters/lab/early`` where ``files`` go; ``spec`` adds to its Kustomization spec."""
+    body = {"interval": "30m", "retryInterval": "1m", "timeout": "2m", "path": "./k8s/clusters/lab/early",
+            "prune": True, "wait": True,
+            "sourceRef": {"kind": "GitRepository", "name": "flux-system"}}  # fmt: skip
+    body.update(spec)
+    ks = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+          "metadata": {"name": "early", "namespace": "flux-system"}, "spec": body}  # fmt: skip
+    lab = root / "k8s/clusters/lab"
+    (lab / "early.yaml").write_text(yaml.safe_dump(ks, sort_keys=False))
+    index = yaml.safe_load((lab / "kustomization.yaml").read_text())
+    index["resources"].append("early.yaml")
+    (lab / "kustomization.yaml").write_text(yaml.safe_dump(index, sort_keys=False))
+    for rel, text in files.items():
+        (lab / "early" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (lab / "early" / rel).write_text(text)
+
+
+EARLY_NS = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: early\n"
+POOL = ("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: early\n  namespace: early\n"
+        "spec:\n  addresses:\n    - 10.99.0.0/24\n")  # fmt: skip
+AFTER_CRDS = {"dependsOn": [{"name": "crds"}]}
 
 
 @pytest.mark.parametrize("cluster", ["lab", "phx"])
 def test_the_shipped_tree_rehearses_green(template: tuple[Path, Path], cluster: str) -> None:
     result = run(template[0], template[1], cluster)
-    assert result.ok
-    assert [p.name for p in result.phases] == ["flux-system", "crds", "infrastructure", "storage",
-                                               "infrastructure-config", "apps"]  # fmt: skip
-    assert all(p.ready and p.attempts == 1 for p in result.phases)
-    # Flux's pace: a dependent phase is retried 30 s after it found its dependency not Ready
-    assert {p.name: (p.started, p.ready_at) for p in result.phases} == {
-        "flux-system": (0, 0), "crds": (0, 0), "infrastructure": (30, 35), "storage": (30, 35),
-        "infrastructure-config": (60, 60), "apps": (90, 90),
-    }  # fmt: skip
-    assert phase(result, "infrastructure").tick == phase(result, "storage").tick  # reconciled in parallel
+    assert result.ok, [(p.name, p.reason, p.message) for p in result.phases if not p.ready]
+    assert result.phases[0].name == "flux-system" and result.phases[0].blocks
+    assert all(p.ready for p in result.phases)
     assert result.releases and all(r.ready for r in result.releases)
+    ready_at = {p.name: p.ready_at for p in result.phases}
+    for p in result.phases:  # Flux's order: nothing starts before what it depends on is Ready
+        for dep in p.depends_on:
+            assert p.started is not None and ready_at[dep] is not None and p.started >= ready_at[dep], p.name
+    ticks = [p.tick for p in result.phases]
+    assert len(ticks) > len(set(ticks))  # some phases were reconciled in parallel
     head = git(template[0], "rev-parse", "HEAD")
     assert result.snapshot.head == head and result.snapshot.changed == []
-    assert phase(result, "apps").message == f"Applied revision: main@sha1:{result.snapshot.commit}"
+    assert {p.message for p in result.phases} == {f"Applied revision: main@sha1:{result.snapshot.commit}"}
 
 
-def test_no_key_fails_the_first_phase_with_sops_files_at_decryption(template: tuple[Path, Path]) -> None:
+def test_no_key_fails_the_phases_with_sops_files_at_decryption(template: tuple[Path, Path]) -> None:
     result = run(template[0], None)
     assert not result.ok
-    infrastructure = phase(result, "infrastructure")
-    assert (infrastructure.reason, infrastructure.message, infrastructure.stage) == (
-        "BuildFailed",
-        'secrets "sops-age" not found',
-        "decryption",
+    decrypting = [p for p in result.phases if p.stage == "decryption"]
+    assert decrypting and all(
+        (p.reason, p.message) == ("BuildFailed", 'secrets "sops-age" not found') for p in decrypting
     )
-    assert phase(result, "crds").ready and phase(result, "storage").ready  # no sops files there
-    later = phase(result, "infrastructure-config")
-    assert (later.reason, later.message) == (
-        "DependencyNotReady",
-        "dependency 'flux-system/infrastructure' is not ready",
+    first = min(e.time for e in result.events if e.stage == "decryption")
+    assert (
+        all(p.started is not None and p.started >= 0 for p in decrypting)
+        and first < result.end - result.start
     )
+    assert phase(result, "crds").ready  # no decryption there
 
 
 def test_the_key_missing_from_the_store_is_an_error_that_points_at_no_key(
@@ -110,89 +145,79 @@ def test_the_key_missing_from_the_store_is_an_error_that_points_at_no_key(
 def test_custom_resource_whose_crd_phase_is_no_dependency_fails_then_succeeds_on_retry(
     repo: Path, template
 ) -> None:
-    apps = repo / "k8s/clusters/lab/apps.yaml"
-    apps.write_text(apps.read_text().replace("  dependsOn:\n    - name: infrastructure-config\n", ""))
+    plant(repo, {"all.yaml": EARLY_NS + "---\n" + POOL})  # no dependsOn: applied alongside crds
     result = run(repo, template[1])  # uncommitted: the rehearsal reads the working tree
-    failure = first_failure(result, "apps")
+    failure = first_failure(result, "early")
     assert failure.time == 0 and failure.stage == "validation"
-    assert failure.message.startswith(
-        "IngressRoute/adguard/adguard dry-run failed: "
-        'no matches for kind "IngressRoute" in version "traefik.io/v1alpha1"'
-    )
-    assert phase(result, "apps").ready and phase(result, "apps").ready_at == 60  # its retryInterval: 1m
-    assert result.ok and result.snapshot.changed == ["k8s/clusters/lab/apps.yaml"]
+    assert failure.message.splitlines() == [
+        "IPAddressPool/early/early dry-run failed: "
+        'no matches for kind "IPAddressPool" in version "metallb.io/v1beta1"',
+        "Namespace/early created",  # Flux appends what the apply changed before it failed
+    ]
+    assert phase(result, "early").ready and phase(result, "early").ready_at == 60  # its retryInterval: 1m
+    assert result.ok and "k8s/clusters/lab/early.yaml" in result.snapshot.changed
 
 
 def test_a_file_encrypted_to_the_other_clusters_key(repo: Path, template) -> None:
-    lab = repo / "k8s/clusters/lab/infrastructure-config/traefik-config/cloudflare-secret.sops.yaml"
-    shutil.copy2(
-        repo / "k8s/clusters/phx/infrastructure-config/traefik-config/cloudflare-secret.sops.yaml", lab
-    )
+    phx_secret = next((repo / "k8s/clusters/phx").rglob("*.sops.yaml"))
+    plant(repo, {"all.yaml": EARLY_NS, "secret.sops.yaml": phx_secret.read_text()},
+          decryption={"provider": "sops", "secretRef": {"name": "sops-age"}},
+          targetNamespace="early")  # fmt: skip
     result = run(repo, template[1])
-    assert not result.ok
-    config = phase(result, "infrastructure-config")
-    assert (config.reason, config.stage) == ("BuildFailed", "decryption")
-    assert config.message.startswith("decryption failed for 'Secret.v1.[noGrp]/")
+    early = phase(result, "early")
+    assert (early.reason, early.stage, early.blocks) == ("BuildFailed", "decryption", True)
+    assert early.message.startswith("decryption failed for 'Secret.v1.[noGrp]/")
     assert (
         "cannot get sops data key: Failed to get the data key required to decrypt the SOPS file."
-        in config.message
+        in early.message
     )
-    phx_public = keys.keystore.public_key(template[1] / "phx.agekey")
-    assert phx_public in config.message
-    assert phase(result, "infrastructure").ready and not phase(result, "apps").ready
+    assert keys.keystore.public_key(template[1] / "phx.agekey") in early.message
+    assert not result.ok and [p.name for p in result.failed_blocking] == ["early"]
 
 
 def test_a_broken_overlay_fails_its_phase_at_build(repo: Path, template) -> None:
-    storage = repo / "k8s/clusters/lab/storage/kustomization.yaml"
-    storage.write_text(
-        storage.read_text().replace(
-            "  - storage-classes.yaml\n", "  - storage-classes.yaml\n  - zfs-pools.yaml\n"
-        )
+    plant(
+        repo,
+        {
+            "kustomization.yaml": "resources:\n  - namespace.yaml\n  - pools.yaml\n",
+            "namespace.yaml": EARLY_NS,
+        },
     )
     result = run(repo, template[1])
-    broken = phase(result, "storage")
-    assert (broken.reason, broken.stage) == ("BuildFailed", "build")
-    assert broken.message.startswith("kustomize build failed: ") and "zfs-pools.yaml" in broken.message
-    assert phase(result, "infrastructure").ready  # its parallel sibling is not held up
-    assert not result.ok and [p.name for p in result.failed_waiting] == ["storage", "infrastructure-config"]
+    early = phase(result, "early")
+    assert (early.reason, early.stage) == ("BuildFailed", "build")
+    assert early.message.startswith("kustomize build failed: ") and "pools.yaml" in early.message
+    assert not result.ok and [p.name for p in result.failed_blocking] == ["early"]
 
 
 def test_a_custom_resource_violating_its_crd_schema(repo: Path, template) -> None:
-    pools = repo / "k8s/clusters/lab/infrastructure-config/metallb-config.yaml"
-    pools.write_text(
-        pools.read_text().replace(
-            "  addresses:\n    - 192.168.8.200-192.168.8.220\n", "  addresses: 192.168.8.200-192.168.8.220\n"
-        )
-    )
+    scalar = POOL.replace("addresses:\n    - 10.99.0.0/24", "addresses: 10.99.0.0/24")
+    plant(repo, {"all.yaml": EARLY_NS + "---\n" + scalar}, **AFTER_CRDS)
     result = run(repo, template[1])
-    config = phase(result, "infrastructure-config")
-    assert (config.reason, config.stage) == ("ReconciliationFailed", "validation")
-    assert config.message == (
-        "IPAddressPool/metallb-system/lan dry-run failed (Invalid): "
-        'IPAddressPool.metallb.io "lan" is invalid: '
+    early = phase(result, "early")
+    assert (early.reason, early.stage) == ("ReconciliationFailed", "validation")
+    assert early.message == (
+        "IPAddressPool/early/early dry-run failed (Invalid): "
+        'IPAddressPool.metallb.io "early" is invalid: '
         'spec.addresses: Invalid value: "string": spec.addresses in body must be of type array: "string"'
     )
 
 
-def test_a_substitution_variable_with_no_value_fails_a_wait_false_phase_without_failing_the_rehearsal(
-    repo: Path, template
-) -> None:
-    apps = repo / "k8s/clusters/lab/apps.yaml"
-    apps.write_text(apps.read_text() + "  postBuild:\n    substitute:\n      CLUSTER: lab\n")
-    extra = repo / "k8s/clusters/lab/apps/adguard/settings.yaml"
-    extra.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: adguard-${SETTINGS_SUFFIX}\n"
-                     "  namespace: adguard\ndata:\n  cluster: ${CLUSTER}\n")  # fmt: skip
-    kustomization = repo / "k8s/clusters/lab/apps/adguard/kustomization.yaml"
-    kustomization.write_text(kustomization.read_text() + "  - settings.yaml\n")
-    result = run(repo, template[1])
-    apps_phase = phase(result, "apps")
-    assert (apps_phase.reason, apps_phase.stage) == ("ReconciliationFailed", "validation")
-    assert apps_phase.message.startswith(
-        'ConfigMap/adguard/adguard- dry-run failed (Invalid): ConfigMap "adguard-" is invalid: '
-        "metadata.name: "
-        'Invalid value: "adguard-": a lowercase RFC 1123 subdomain'
+def test_a_substitution_variable_with_no_value_fails_a_phase_nothing_waits_for(repo: Path, template) -> None:
+    settings = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings-${SUFFIX}\n  namespace: early\n"
+        "data:\n  cluster: ${CLUSTER}\n"
     )
-    assert result.ok  # apps has wait: false: reported, and the rehearsal passes
+    plant(repo, {"all.yaml": EARLY_NS + "---\n" + settings}, wait=False,
+          postBuild={"substitute": {"CLUSTER": "lab"}})  # fmt: skip
+    result = run(repo, template[1])
+    early = phase(result, "early")
+    assert (early.reason, early.stage, early.blocks) == ("ReconciliationFailed", "validation", False)
+    assert early.message.startswith(
+        'ConfigMap/early/settings- dry-run failed (Invalid): ConfigMap "settings-" is invalid: '
+        'metadata.name: Invalid value: "settings-": a lowercase RFC 1123 subdomain'
+    )
+    assert result.ok  # wait: false and nothing depends on it: reported, the rehearsal passes
 
 
 def invoke(root: Path, key_dir: Path, *argv: str) -> tuple[int, str]:
@@ -221,13 +246,13 @@ def test_the_task_prints_a_plain_timeline_when_piped_and_exits_by_the_wait_phase
     code, out = invoke(root, key_dir, "-c", "lab")
     assert code == 0, out
     assert "is served from this working tree: main@sha1:" in out
-    assert "▶ infrastructure ∥ storage  (in parallel)" in out
-    assert "rehearsal passed: every wait: true phase is Ready" in out
+    assert "(in parallel)" in out and " ✔ Applied revision: main@sha1:" in out
+    assert "rehearsal passed: every blocking phase is Ready" in out
     assert "charts are not rendered" in out and "\x1b[" not in out
     code, out = invoke(repo, key_dir, "-c", "lab", "--no-key")
     assert code == 1
-    assert 'infrastructure         ✖ BuildFailed at decryption: secrets "sops-age" not found' in out
-    assert "rehearsal failed: infrastructure, infrastructure-config did not become Ready" in out
+    assert ' ✖ BuildFailed at decryption: secrets "sops-age" not found' in out
+    assert "rehearsal failed: " in out
 
 
 def test_the_task_json_document(template) -> None:
