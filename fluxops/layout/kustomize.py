@@ -125,6 +125,10 @@ class Builder:
         self._pool: ThreadPoolExecutor | None = None
         self._started: dict[Target, Future[BuildResult]] = {}
         self._tag: str | None = None
+        # What one load reads many times (a component's folder for each app using it): files are
+        # taken not to change while a Builder is in use, as with the file hashes.
+        self._folder_files: dict[Path, dict[str, str]] = {}
+        self._kustomizations: dict[Path, Any] = {}
 
     def _file_hash(self, path: Path) -> str:
         with self._lock:
@@ -158,12 +162,20 @@ class Builder:
             seen[str(folder)] = "missing"
             return
         self._collect_files(folder, seen)
-        self._collect_refs(folder, read_kustomization(folder), seen, visited)
+        self._collect_refs(folder, self._kustomization(folder), seen, visited)
+
+    def _kustomization(self, folder: Path) -> Any:
+        """read_kustomization of ``folder``, read once per Builder."""
+        if folder not in self._kustomizations:
+            self._kustomizations[folder] = read_kustomization(folder)
+        return self._kustomizations[folder]
 
     def _collect_files(self, folder: Path, seen: dict[str, str]) -> None:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                seen[str(path)] = self._file_hash(path)
+        known = self._folder_files.get(folder)
+        if known is None:
+            known = {str(p): self._file_hash(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+            self._folder_files[folder] = known
+        seen.update(known)
 
     def _collect_refs(self, folder: Path, data: Any, seen: dict[str, str], visited: set[Path]) -> None:
         for ref, _ in local_refs(data):
