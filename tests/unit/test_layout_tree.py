@@ -132,14 +132,15 @@ def test_text_draws_lab_components_after_what_they_depend_on() -> None:
     cluster = shipped("lab")
     text = tree_text.text(cluster)
     found = heads(text)
-    badges = re.findall(r"^[│├└─┬ ]+ ([①②③④⑤]) (\S+) ", text, re.M)
-    level = {name: "①②③④⑤".index(badge) for badge, name in badges}
+    digits = "①②③④⑤⑥⑦⑧⑨⑩"
+    badges = re.findall(rf"^[│├└─┬ ]+ ([{digits}]) (\S+) ", text, re.M)
+    level = {name: digits.index(badge) for badge, name in badges}
     assert set(level) == {p.name for p in cluster.phases} and len(level) == 15
     for p in cluster.phases:
         assert all(level[d] < level[p.name] for d in p.depends_on), p.name
     assert level["crds"] == 0 and level["infrastructure"] == level["storage"] == 1
     assert level["infrastructure-config"] == 2 and level["apps"] == 3
-    assert found["external-dns"]["after"] == "crds, adguard" and level["external-dns"] == 4
+    assert found["external-dns"]["after"] == "crds, adguard" and level["external-dns"] == max(level.values())
     assert "metallb-config" in found["adguard"]["after"] and "storage" in found["traefik"]["after"]
     assert found["traefik"]["flags"] == "wait, sops" and found["apps"]["flags"] == "no wait"
 
