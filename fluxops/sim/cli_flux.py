@@ -14,6 +14,7 @@ are driven meanwhile, as the node's own k3s server process does).
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import subprocess
 import sys
@@ -36,7 +37,7 @@ VALUE_FLAGS = {"--kubeconfig", "-n", "--namespace", "--timeout", "--url", "--bra
                "--private-key-file", "--secret-name", "--interval", "--components", "--components-extra",
                "--author-name", "--author-email", "--ssh-key-algorithm", "--context"}  # fmt: skip
 BOOL_FLAGS = {"-A", "--all-namespaces", "--with-source", "--pre", "--silent", "-s", "--export", "--client",
-              "--force"}  # fmt: skip
+              "--version", "--force"}  # fmt: skip
 KINDS = {
     "kustomization": ("kustomize.toolkit.fluxcd.io", "Kustomization"),
     "ks": ("kustomize.toolkit.fluxcd.io", "Kustomization"),
@@ -112,7 +113,9 @@ def _dispatch(argv: list[str]) -> int:
 
 
 def _version() -> str:
-    return flux_schemas.release().lstrip("v")
+    """The flux version this CLI stands for: ``$FLUXOPS_SIM_FLUX_VERSION`` (a launcher sets it), else the
+    Flux release whose schemas the simulator ships."""
+    return (os.environ.get("FLUXOPS_SIM_FLUX_VERSION") or flux_schemas.release()).lstrip("v")
 
 
 def _namespace(args: Args) -> str:

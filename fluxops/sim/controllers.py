@@ -28,6 +28,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from typing import Any
 
 from fluxops.sim import conditions as cond
@@ -235,7 +236,7 @@ class Controllers:
             return events
         entry["due"] = now + result.requeue if result.requeue is not None else None
         if result.health is not None:
-            entry["health"] = result.health.as_dict()
+            entry["health"] = asdict(result.health)
             entry["next_poll"] = now
         self._watch(state, obj, before, now)
         return events

@@ -91,10 +91,6 @@ class Phase:
     health_checks: list[str] = field(default_factory=list)  # Kustomizations named in spec.healthChecks
     blocks: bool = False  # its failure holds back what the cluster needs (see ``blocking``)
 
-    def as_dict(self) -> dict[str, Any]:
-        """For JSON output."""
-        return dict(self.__dict__)
-
 
 @dataclass
 class Release:
@@ -105,10 +101,6 @@ class Release:
     ready: bool
     reason: str
     message: str
-
-    def as_dict(self) -> dict[str, Any]:
-        """For JSON output."""
-        return dict(self.__dict__)
 
 
 @dataclass

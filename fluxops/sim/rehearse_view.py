@@ -9,6 +9,7 @@ the lines are coloured and a live panel shows every phase's state; piped, the li
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from fluxops.sim.rehearse import Phase, Rehearsal
@@ -182,7 +183,7 @@ def as_json(result: Rehearsal) -> dict[str, Any]:
         "charts_rendered": False,
         "simulated_seconds": result.end - result.start,
         "seconds": round(result.seconds, 3),
-        "phases": [p.as_dict() for p in result.phases],
-        "releases": [r.as_dict() for r in result.releases],
-        "events": [e.as_dict() for e in result.events],
+        "phases": [asdict(p) for p in result.phases],
+        "releases": [asdict(r) for r in result.releases],
+        "events": [asdict(e) for e in result.events],
     }

@@ -31,10 +31,6 @@ class Event:
     stage: str = ""  # where a Kustomization failed: source, dependencies, build, decryption, ...
     tick: int = 0  # the controllers' round: events of one round happened concurrently
 
-    def as_dict(self) -> dict[str, Any]:
-        """For JSON output."""
-        return dict(self.__dict__)
-
 
 @dataclass
 class HealthWait:
@@ -46,10 +42,6 @@ class HealthWait:
     started: float
     revision: str
     timeout: float
-
-    def as_dict(self) -> dict[str, Any]:
-        """For the schedule."""
-        return dict(self.__dict__)
 
 
 @dataclass

@@ -249,3 +249,25 @@ def test_the_commands_reach_the_same_state_as_the_in_process_controllers(node: H
         return objects, ks["status"]["inventory"], ready["reason"], ready["message"]
 
     assert summary(cli) == summary(local)
+
+
+def test_launchers_install_the_commands_as_k3s_kubectl_and_flux(tmp_path: Path) -> None:
+    from fluxops.sim.launcher import script
+
+    for tool, version in (("k3s", "v1.33.5+k3s1"), ("flux", "2.7.2")):
+        (tmp_path / tool).write_text(script(tool, version))
+        (tmp_path / tool).chmod(0o755)
+    (tmp_path / "kubectl").symlink_to("k3s")
+    env = {**os.environ, host.PREFIX_ENV: str(tmp_path / "host")}
+    env.pop("KUBECONFIG", None)
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(tmp_path / argv[0]), *argv[1:]], env=env, capture_output=True, text=True)
+
+    assert run("k3s", "--version").stdout.startswith("k3s version v1.33.5+k3s1")
+    assert run("flux", "--version").stdout == "flux version 2.7.2\n"
+    refused = run("kubectl", "get", "nodes")  # no server has run: nothing listens
+    assert (
+        refused.returncode == 1
+        and "The connection to the server 127.0.0.1:6443 was refused" in refused.stderr
+    )

@@ -34,6 +34,17 @@ def encrypt(plain: dict, recipient: str) -> str:
     return done.stdout
 
 
+def node_with(tmp_path: Path, files: dict[str, str], secret: dict[str, str | Secret] | None):
+    """A node reading ``files`` (under apps/) whose ``sops-age`` Secret holds ``secret`` (none: no Secret),
+    with the Kustomization apps decrypting them."""
+    repo = tmp_path / "repo"
+    commit(repo, {f"apps/{name}": text for name, text in files.items()})
+    sim, clock = node(tmp_path, repo)
+    if secret is not None:
+        sim.put_secret("sops-age", "flux-system", secret)
+    return sim, clock
+
+
 @pytest.fixture
 def keys() -> tuple[pyrage.x25519.Identity, pyrage.x25519.Identity]:
     return pyrage.x25519.Identity.generate(), pyrage.x25519.Identity.generate()
@@ -43,13 +54,8 @@ def test_an_encrypted_secret_is_decrypted_with_the_agekey_of_the_decryption_secr
     tmp_path: Path, keys
 ) -> None:
     mine, _ = keys
-    repo = tmp_path / "repo"
-    commit(
-        repo,
-        {"apps/ns.yaml": manifests(NAMESPACE), "apps/s.sops.yaml": encrypt(PLAIN, str(mine.to_public()))},
-    )
-    sim, clock = node(tmp_path, repo)
-    sim.put_secret("sops-age", "flux-system", {"age.agekey": Secret(str(mine)), "notes.txt": "ignored"})
+    files = {"ns.yaml": manifests(NAMESPACE), "s.sops.yaml": encrypt(PLAIN, str(mine.to_public()))}
+    sim, clock = node_with(tmp_path, files, {"age.agekey": Secret(str(mine)), "notes.txt": "ignored"})
     sim.apply([git_repository(), kustomization("apps", "./apps", decryption=DECRYPTION)])
     settle(sim, clock, 5)
     assert ready(sim, "apps")[0] == "True"
@@ -59,13 +65,8 @@ def test_an_encrypted_secret_is_decrypted_with_the_agekey_of_the_decryption_secr
 
 def test_a_file_encrypted_to_another_key_fails_with_fluxs_decryption_message(tmp_path: Path, keys) -> None:
     mine, other = keys
-    repo = tmp_path / "repo"
-    commit(
-        repo,
-        {"apps/ns.yaml": manifests(NAMESPACE), "apps/s.sops.yaml": encrypt(PLAIN, str(other.to_public()))},
-    )
-    sim, clock = node(tmp_path, repo)
-    sim.put_secret("sops-age", "flux-system", {"age.agekey": Secret(str(mine))})
+    files = {"ns.yaml": manifests(NAMESPACE), "s.sops.yaml": encrypt(PLAIN, str(other.to_public()))}
+    sim, clock = node_with(tmp_path, files, {"age.agekey": Secret(str(mine))})
     # the operator's own key in the default place must not help: Flux knows only the Secret's keys
     keys_txt = Path(os.environ["HOME"]) / ".config/sops/age/keys.txt"
     keys_txt.parent.mkdir(parents=True)
@@ -84,9 +85,7 @@ def test_a_file_encrypted_to_another_key_fails_with_fluxs_decryption_message(tmp
 
 def test_a_missing_decryption_secret_fails_the_build_with_the_apis_not_found(tmp_path: Path, keys) -> None:
     mine, _ = keys
-    repo = tmp_path / "repo"
-    commit(repo, {"apps/s.sops.yaml": encrypt(PLAIN, str(mine.to_public()))})
-    sim, clock = node(tmp_path, repo)
+    sim, clock = node_with(tmp_path, {"s.sops.yaml": encrypt(PLAIN, str(mine.to_public()))}, None)
     sim.apply([git_repository(), kustomization("apps", "./apps", decryption=DECRYPTION)])
     settle(sim, clock, 5)
     assert ready(sim, "apps") == ("False", "BuildFailed", 'secrets "sops-age" not found')
@@ -94,15 +93,8 @@ def test_a_missing_decryption_secret_fails_the_build_with_the_apis_not_found(tmp
 
 def test_only_entries_ending_in_agekey_are_identities(tmp_path: Path, keys) -> None:
     mine, _ = keys
-    repo = tmp_path / "repo"
-    commit(
-        repo,
-        {"apps/ns.yaml": manifests(NAMESPACE), "apps/s.sops.yaml": encrypt(PLAIN, str(mine.to_public()))},
-    )
-    sim, clock = node(tmp_path, repo)
-    sim.put_secret(
-        "sops-age", "flux-system", {"age.key": Secret(str(mine))}
-    )  # flux2#5154: age.key is ignored
+    files = {"ns.yaml": manifests(NAMESPACE), "s.sops.yaml": encrypt(PLAIN, str(mine.to_public()))}
+    sim, clock = node_with(tmp_path, files, {"age.key": Secret(str(mine))})  # flux2#5154: age.key is ignored
     sim.apply([git_repository(), kustomization("apps", "./apps", decryption=DECRYPTION)])
     settle(sim, clock, 5)
     assert ready(sim, "apps")[1] == "BuildFailed"
