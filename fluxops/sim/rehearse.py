@@ -24,7 +24,6 @@ reported and does not fail it.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from typing import Any
 
 from fluxops.errors import FluxopsError
 from fluxops.masking import Secret, reveal
+from fluxops.secrets import editor
 from fluxops.secrets.sops import KeySource
 from fluxops.shell import local
 from fluxops.sim import conditions as cond
@@ -48,6 +48,7 @@ SOPS_KEY_ENTRY = "age.agekey"
 HORIZON = 6 * 3600.0  # simulated seconds a rehearsal may last at most
 SOURCE_GROUP = "source.toolkit.fluxcd.io"
 DEFAULT_URL = "ssh://git@rehearsal.invalid/repository.git"
+WORK_PREFIX = "fluxops-rehearse-"  # the snapshot and the node live in <tmp>/fluxops-rehearse-<pid>-...
 
 
 @dataclass
@@ -250,7 +251,8 @@ def rehearse(
     """
     began = time.monotonic()
     entry = find_entry(root, cluster)
-    work = Path(tempfile.mkdtemp(prefix="fluxops-rehearse-"))
+    editor.remove_leftovers(WORK_PREFIX)  # folders of rehearsals whose process was killed
+    work = editor.private_folder(WORK_PREFIX)
     try:
         snap = snapshot.take(Path(root), work / "source.git", entry.branch)
         clock = VirtualClock(factor=time_factor)
