@@ -2,7 +2,7 @@
 cluster against the serial ``kubectl kustomize`` loop every build-based validator pays.
 
 Run from the checkout: .venv/bin/python bench/layout_validate.py [--runs N] [--clusters 1,2,4]
-    [--kustomizations 80] [--skip-tree] [--skip-big] [--tmpdir DIR]
+    [--kustomizations 80] [--skip-tree] [--skip-big] [--tmpdir DIR] [--against OLD_CHECKOUT]
 
 Every timed process runs with a bytecode cache (PYTHONPYCACHEPREFIX in a scratch folder, filled
 before timing), as an installed package has one, even where PYTHONDONTWRITEBYTECODE is set.
@@ -32,6 +32,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -127,12 +128,14 @@ def child(root: Path) -> None:
     )
 
 
-def validate_once(root: Path, cache: Path) -> Outcome:
-    """Validate ``root`` in a fresh interpreter with its build cache in ``cache``."""
-    env = child_env(**{CACHE_ENV: str(cache), "PYTHONPATH": str(ROOT)}, **VALIDATE_ENV)
+def validate_once(root: Path, cache: Path, code: Path = ROOT) -> Outcome:
+    """Validate ``root`` in a fresh interpreter with its build cache in ``cache``, with the fluxops of
+    the checkout ``code``.
+    """
+    env = child_env(**{CACHE_ENV: str(cache), "PYTHONPATH": str(code)}, **VALIDATE_ENV)
     started, cpu = time.perf_counter(), children_cpu()
     result = subprocess.run(
-        [sys.executable, __file__, "--child", str(root)],
+        [sys.executable, str(code / "bench" / "layout_validate.py"), "--child", str(root)],
         capture_output=True,
         text=True,
         env=env,
@@ -222,6 +225,51 @@ def print_rows(rows: list[Row]) -> None:
         )
 
 
+def compare(against: Path, kustomizations: int, runs: int, scratch: Path) -> None:
+    """This code and the checkout ``against``, alternately, on one 1-cluster repository: each round
+    the serial loop, then for each code (in turn first) a cold run (empty cache) and a warm one;
+    medians.
+    """
+    repo = write_repo(scratch / "repo-compare", 1, kustomizations)
+    codes = {"this": ROOT, "against": against.resolve()}
+    subprocess.run(
+        [sys.executable, "-c", "import fluxops.layout.validate"],
+        env=child_env(PYTHONPATH=str(codes["against"])),
+        check=True,
+    )
+    rounds: list[dict[str, Any]] = []
+    for n in range(runs):
+        serial, serial_cpu, _ = serial_kustomize(repo)
+        found: dict[str, Any] = {"serial": serial, "serial_cpu": serial_cpu}
+        for name, code in list(codes.items())[:: 1 if n % 2 == 0 else -1]:  # each goes first in turn
+            cache = scratch / f"cache-compare-{name}-{n}"
+            found[name] = (validate_once(repo.root, cache, code), validate_once(repo.root, cache, code))
+        found["load"] = os.getloadavg()[0]
+        rounds.append(found)
+        print(
+            f"  round {n + 1}: load {found['load']:.1f}, serial {serial:.2f} s"
+            + "".join(f", {k} cold {found[k][0].wall:.2f} warm {found[k][1].wall:.2f}" for k in codes)
+        )
+
+    def median(values: list[float]) -> str:
+        return f"{statistics.median(values):.2f}"
+
+    print(f"\n{runs} alternating rounds, 1 cluster, {kustomizations} Kustomizations; medians")
+    print("code     cold s  warm s  cold/serial  cold CPU s  CPU cold/serial  errors  warnings")
+    for name in codes:
+        cold = [r[name][0] for r in rounds]
+        ratio = median([r[name][0].wall / r["serial"] for r in rounds])
+        cpu_ratio = median([r[name][0].cpu / r["serial_cpu"] for r in rounds])
+        print(
+            f"{name:8} {median([c.wall for c in cold]):>6}  {median([r[name][1].wall for r in rounds]):>6}"
+            f"  {ratio:>11}  {median([c.cpu for c in cold]):>10}  {cpu_ratio:>15}"
+            f"  {cold[0].errors:>6}  {cold[0].warnings:>8}"
+        )
+    serial, serial_cpu = median([r["serial"] for r in rounds]), median([r["serial_cpu"] for r in rounds])
+    load = median([r["load"] for r in rounds])
+    print(f"serial   {serial:>6}  (CPU {serial_cpu} s); load average {load} (median of the rounds)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="warm (and this tree's) runs, median taken")
@@ -232,6 +280,12 @@ def main() -> int:
     parser.add_argument(
         "--tmpdir", help="TMPDIR of the timed validate processes (where Flux overlays get their shadow trees)"
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="a checkout of other code (git archive COMMIT | tar -x -C DIR): time it alternately with this "
+        "one on a 1-cluster repository instead of the usual tables",
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.tmpdir:
@@ -241,6 +295,10 @@ def main() -> int:
         return 0
     compile_once()
     print(f"load average at start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    if args.against is not None:
+        with tempfile.TemporaryDirectory(prefix="fluxops-bench-") as scratch:
+            compare(args.against, args.kustomizations, args.runs, Path(scratch))
+        return 0
     if not args.skip_tree:
         bench_tree(args.runs)
     if not args.skip_big:
