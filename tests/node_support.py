@@ -1,10 +1,12 @@
-"""What the node tests share: stand-in artifacts, inventories over the sandbox hosts, a clean slate,
-runs of playbooks/node.yaml, and snapshots of a sandbox host's overlay upper directory."""
+"""What the node tests share: the simulator's k3s and flux as release artifacts, inventories over the
+sandbox hosts, a clean slate, runs of playbooks/node.yaml, snapshots of a sandbox host's overlay upper
+directory, and the simulated node's state on a host."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -39,6 +41,7 @@ for link in kubectl crictl ctr; do
   if [ "$(readlink "/usr/local/bin/$link")" = k3s ]; then rm -f "/usr/local/bin/$link"; fi
 done
 rm -rf /usr/local/bin/k3s /usr/local/bin/flux /etc/rancher /var/lib/rancher /run/fluxops-stand-in \
+  /etc/default/k3s /etc/default/k3s-agent \
   /etc/systemd/system/k3s.service /etc/systemd/system/k3s.service.env \
   /etc/systemd/system/k3s-agent.service /etc/systemd/system/k3s-agent.service.env \
   /etc/sysctl.d/90-k3s.conf /etc/modules-load.d/k3s.conf
@@ -55,7 +58,8 @@ def versions(inventory: inv.Inventory) -> tuple[str, str]:
 
 
 def build_artifacts(folder: Path, inventory: inv.Inventory) -> artifacts.Artifacts:
-    """An artifact folder of stand-ins at the versions node.yaml installs, with an images tarball."""
+    """An artifact folder of the simulator's k3s and flux at the versions node.yaml installs, with an
+    images tarball."""
     k3s_version, flux_version = versions(inventory)
     return artifacts.build(folder, k3s_version=k3s_version, flux_version=flux_version, images=True)
 
@@ -122,6 +126,12 @@ def on_host(host: inv.Host, script: str) -> str:
         return shell.run(["sh", "-c", script], timeout=60).stdout
     finally:
         shell.close()
+
+
+def node_state(host: inv.Host, role: str) -> dict[str, Any]:
+    """The simulated node's state document on ``host`` (the k3s server's or agent's, under
+    /var/lib/rancher/k3s/<role>/sim, 0600)."""
+    return json.loads(on_host(host, f"cat /var/lib/rancher/k3s/{role}/sim/state.json"))
 
 
 class Watcher(recap.TextReporter):

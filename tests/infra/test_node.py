@@ -10,7 +10,8 @@ invoke.yaml), the kubeconfig from ~/.kube:
 
 ``invoke node.verify --host n5`` runs exactly that, with an ssh_config written from the inventory.
 Without --hosts, the module brings the sandbox hosts up as one cluster (the first a server, the
-other its agent, with stand-in k3s and flux) through node.yaml, checks them, and takes it all off again.
+other its agent, with the simulator's k3s and flux) through node.yaml, checks them, and takes it all
+off again.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """playbooks/node.yaml on the sandbox hosts, brought up as one cluster: the first host its server, the
-other its agent (stand-in k3s and flux from an artifact folder, as for an air-gapped node).
+other its agent (the simulator's k3s and flux from an artifact folder, as for an air-gapped node).
 
 Four steps on both at once, check mode leaving the hosts' overlay upper directories as they were,
 diffs, the join token kept off every command line and out of the output, a node dropping off the
@@ -110,7 +110,7 @@ def kubeconfig(lab: Lab) -> Path:
 
 
 def calls(host: inv.Host) -> list[list[str]]:
-    """The argv of every call of the stand-in k3s on ``host``."""
+    """The argv of every call of the simulator's k3s on ``host`` (its calls log)."""
     text = on_host(host, "cat /run/fluxops-stand-in/k3s-calls.jsonl 2>/dev/null || true")
     return [json.loads(line)["argv"] for line in text.splitlines()]
 
@@ -166,7 +166,7 @@ def test_four_steps_on_a_server_and_an_agent_at_once(fresh: Lab) -> None:
     assert ["/usr/local/bin/k3s", "agent"] in calls(fresh.agent)
     # the agent runs with its server's token: compared by hash, never shown
     token = on_host(fresh.server, f"cat {TOKEN}").strip()
-    agent_node = json.loads(on_host(fresh.agent, "cat /run/fluxops-stand-in/node.json"))
+    agent_node = node_support.node_state(fresh.agent, "agent")["node"]
     assert agent_node["token_sha256"] == hashlib.sha256(token.encode()).hexdigest()
     assert agent_node["server"] == f"https://{fresh.server.address}:6443"
     local = kubeconfig(fresh)
@@ -338,8 +338,8 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture
 def releases(fresh: Lab, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The stand-ins as release downloads (GitHub's layout), served at each host's end of its link;
-    each host's release URLs."""
+    """The simulator's k3s and flux as release downloads (GitHub's layout), served at each host's end
+    of its link; each host's release URLs."""
     k3s_version, flux_version = node_support.versions(fresh.inventory)
     root = tmp_path / "releases"
     k3s_release = root / "k3s" / k3s_version

@@ -1,9 +1,11 @@
-"""An artifact folder of stand-ins, laid out as the k3s and flux releases lay out their files.
+"""An artifact folder of the simulator's commands, laid out as the k3s and flux releases lay out their files.
 
 ``build`` writes ``k3s`` (``k3s-arm64``, ... by architecture) with the release's ``sha256sum-<arch>.txt``,
 optionally a small ``k3s-airgap-images-<arch>.tar.zst``, and ``flux_<v>_linux_<arch>.tar.gz`` (holding
 ``flux``) with ``flux_<v>_checksums.txt``: what an operator downloads for an air-gapped node. The
-stand-ins say the versions they are built for, so their sha256 differ from one version to another.
+executables are :mod:`fluxops.sim.launcher` scripts, which run this checkout's interpreter (a sandbox
+host sees it through its overlay of ``/``); they pin the versions they stand for, so their sha256
+differ from one version to another.
 """
 
 from __future__ import annotations
@@ -11,15 +13,13 @@ from __future__ import annotations
 import hashlib
 import io
 import platform
-import re
 import secrets
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from fluxops.runner.modules._release import flux_arch, k3s_arch
-
-HERE = Path(__file__).resolve().parent
+from fluxops.sim import launcher
 
 
 @dataclass(frozen=True)
@@ -34,16 +34,8 @@ class Artifacts:
 
     @property
     def k3s_sha256(self) -> str:
-        """The stand-in k3s binary's sha256."""
+        """The k3s executable's sha256."""
         return self.sums[self.k3s_name]
-
-
-def standin(name: str, version: str) -> bytes:
-    """The stand-in script ``name`` (k3s or flux) built for ``version``."""
-    source = (HERE / f"{name}.py").read_text()
-    built, count = re.subn(r'(?m)^VERSION = "[^"]*"', f'VERSION = "{version}"', source, count=1)
-    assert count == 1, f"no VERSION line in {name}.py"
-    return built.encode()
 
 
 def build(
@@ -55,16 +47,16 @@ def build(
     flux_version = flux_version.removeprefix("v")
     folder.mkdir(parents=True, exist_ok=True)
     k3s_name = f"k3s{suffix}"
-    files = {k3s_name: standin("k3s", k3s_version)}
+    files = {k3s_name: launcher.script("k3s", k3s_version).encode()}
     if images:
-        files[f"k3s-airgap-images-{arch}.tar.zst"] = b"stand-in images " + secrets.token_bytes(64)
+        files[f"k3s-airgap-images-{arch}.tar.zst"] = b"simulated images " + secrets.token_bytes(64)
     for name, data in files.items():
         (folder / name).write_bytes(data)
     (folder / k3s_name).chmod(0o755)
     sums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     (folder / f"sha256sum-{arch}.txt").write_text("".join(f"{s}  {n}\n" for n, s in sums.items()))
 
-    flux = standin("flux", flux_version)
+    flux = launcher.script("flux", flux_version).encode()
     tarball = f"flux_{flux_version}_linux_{flux_arch(machine)}.tar.gz"
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
