@@ -115,18 +115,23 @@ class BuildResult:
 
 
 class Builder:
-    """Builds kustomization folders with the real kustomize, caching outputs on disk by input hash."""
+    """Builds kustomization folders with the real kustomize, caching outputs on disk by input hash.
 
-    def __init__(self, cache_dir: Path | None, jobs: int | None = None) -> None:
+    A file's content hash is read once per Builder; with ``stable`` (one load of a tree, whose files
+    do not change meanwhile) a folder's listing and kustomization file are read once too, and
+    :meth:`submit` builds each target once.
+    """
+
+    def __init__(self, cache_dir: Path | None, jobs: int | None = None, *, stable: bool = False) -> None:
         self.cache_dir = cache_dir
         self.jobs = max(1, jobs or os.cpu_count() or 1)
+        self.stable = stable
         self._file_hashes: dict[Path, str] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._started: dict[Target, Future[BuildResult]] = {}
         self._tag: str | None = None
-        # What one load reads many times (a component's folder for each app using it): files are
-        # taken not to change while a Builder is in use, as with the file hashes.
+        # With ``stable``: what one load reads many times (a component's folder for each app using it).
         self._folder_files: dict[Path, dict[str, str]] = {}
         self._kustomizations: dict[Path, Any] = {}
 
@@ -165,7 +170,9 @@ class Builder:
         self._collect_refs(folder, self._kustomization(folder), seen, visited)
 
     def _kustomization(self, folder: Path) -> Any:
-        """read_kustomization of ``folder``, read once per Builder."""
+        """read_kustomization of ``folder`` (once per Builder with ``stable``)."""
+        if not self.stable:
+            return read_kustomization(folder)
         if folder not in self._kustomizations:
             self._kustomizations[folder] = read_kustomization(folder)
         return self._kustomizations[folder]
@@ -174,7 +181,8 @@ class Builder:
         known = self._folder_files.get(folder)
         if known is None:
             known = {str(p): self._file_hash(p) for p in sorted(folder.rglob("*")) if p.is_file()}
-            self._folder_files[folder] = known
+            if self.stable:
+                self._folder_files[folder] = known
         seen.update(known)
 
     def _collect_refs(self, folder: Path, data: Any, seen: dict[str, str], visited: set[Path]) -> None:
@@ -301,14 +309,26 @@ class Builder:
             pass
 
     def submit(self, target: Target) -> Future[BuildResult]:
-        """Start building ``target`` (a target is built once): a cached result is read here and
-        returned done, a build runs in the pool (at most ``jobs`` at a time).
+        """Start building ``target``: a cached result is read here and returned done, a build runs
+        in the pool (at most ``jobs`` at a time); with ``stable``, a target submitted before gets
+        the same future.
         """
         target = target if isinstance(target, Overlay) else target.resolve()
+        if not self.stable:
+            return self._start(target)
         with self._lock:
             started = self._started.get(target)
         if started is not None and not started.cancelled():
             return started
+        future = self._start(target)
+        with self._lock:
+            known = self._started.get(target)
+            if known is None or known.cancelled():
+                self._started[target] = known = future
+            return known
+
+    def _start(self, target: Target) -> Future[BuildResult]:
+        """The result of ``target`` from the cache, done; else its build queued in the pool."""
         cache_file, cached = self._from_cache(target)
         future: Future[BuildResult] = Future()
         if cached is not None:
@@ -319,11 +339,7 @@ class Builder:
                     self._pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="kustomize")
                 pool = self._pool
             future = pool.submit(lambda: self._finished(self._fresh(target, cache_file)))
-        with self._lock:
-            known = self._started.get(target)
-            if known is None or known.cancelled():
-                self._started[target] = known = future
-            return known
+        return future
 
     def close(self) -> None:
         """Stop the pool: builds running are waited for, queued ones dropped (a later submit starts
@@ -343,7 +359,7 @@ class Builder:
         if len(unique) <= 1 or self.jobs == 1:
             return {f: self.build(f) for f in unique}
         opened = self._pool is None
-        futures = [self.submit(t) for t in unique]
+        futures = [self._start(t) for t in unique]
         results = {t: f.result() for t, f in zip(unique, futures, strict=True)}
         if opened:
             self.close()

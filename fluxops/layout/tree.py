@@ -208,7 +208,7 @@ class _CountingBuilder(Builder):
     """A Builder that reports (done, started) to ``progress`` as each build finishes."""
 
     def __init__(self, cache_dir: Path | None, jobs: int | None, progress: Progress | None) -> None:
-        super().__init__(cache_dir, jobs)
+        super().__init__(cache_dir, jobs, stable=True)
         self.progress = progress
         self.done = 0
         self.started = 0
