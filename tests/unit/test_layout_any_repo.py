@@ -59,6 +59,8 @@ THIS_REPOSITORY_PHASES = ["apps", "crds", "infrastructure", "infrastructure-conf
 # lab's phases apply one Kustomization per component (ks.yaml)
 LAB_COMPONENTS = ["adguard", "external-dns", "homeassistant", "metallb", "metallb-config", "pocket-id"]
 LAB_COMPONENTS += ["traefik", "traefik-config", "twingate", "unifi"]
+PHX_COMPONENTS = ["external-dns", "metallb", "metallb-config", "traefik", "traefik-config", "twingate"]
+PHX_COMPONENTS += ["uptime-kuma"]
 
 
 # -- copies and findings --------------------------------------------------------------------------
@@ -294,7 +296,8 @@ def test_home_ops_cluster_is_found_with_every_ks_yaml(
 def test_this_repository_is_found_as_before(validated: Callable[[str], tuple[Tree, Findings]]) -> None:
     tree, findings = validated(THIS)
     lab = sorted([*THIS_REPOSITORY_PHASES, *LAB_COMPONENTS])
-    assert kustomization_names(tree) == {"lab": lab, "phx": THIS_REPOSITORY_PHASES}, listing(findings)
+    phx = sorted([*THIS_REPOSITORY_PHASES, *PHX_COMPONENTS])
+    assert kustomization_names(tree) == {"lab": lab, "phx": phx}, listing(findings)
 
 
 def test_external_artifact_paths_are_read_inside_the_artifact(

@@ -416,18 +416,32 @@ def test_both_phx_load_balancer_choices_build_and_validate(tmp_path: Path, choic
         assert found is not None, phase
         return {(o["kind"], o["metadata"]["name"]) for o in found.objects}
 
+    def spec(name: str) -> dict:
+        return next(
+            o["spec"]
+            for o in tree.root_objects("phx") + phx.phase("infrastructure").objects  # type: ignore[union-attr]
+            if (o["kind"], o["metadata"]["name"]) == ("Kustomization", name)
+        )
+
     metallb = {("HelmRelease", "metallb"), ("HelmRepository", "metallb")}
     pool = {("IPAddressPool", "public"), ("L2Advertisement", "public")}
-    assert ("HelmRelease", "traefik") in kinds("infrastructure")
+    assert ("HelmRelease", "traefik") in kinds("traefik")
+    applied = {("Kustomization", "metallb")} <= kinds("infrastructure")
+    configured = {("Kustomization", "metallb-config")} <= kinds("infrastructure-config")
     if choice == "metallb":
-        assert metallb <= kinds("infrastructure") and pool <= kinds("infrastructure-config")
+        assert applied and configured and metallb <= kinds("metallb") and pool <= kinds("metallb-config")
     else:
-        assert not metallb & kinds("infrastructure") and not pool & kinds("infrastructure-config")
+        assert not applied and not configured and phx.phase("metallb") is phx.phase("metallb-config") is None
+    # the phase health-checks what infrastructure-config needs: MetalLB's webhook, or Traefik
+    # (which, with MetalLB, waits for the pool of a later phase and so cannot be checked)
+    checked = [c["name"] for c in spec("infrastructure")["healthChecks"]]
+    assert checked == (["metallb"] if choice == "metallb" else ["traefik"])
+    assert ("metallb-config" in [d["name"] for d in spec("traefik")["dependsOn"]]) is (choice == "metallb")
     traefik = next(
         o
-        for o in phx.phase("infrastructure").objects
+        for o in phx.phase("traefik").objects  # type: ignore[union-attr]
         if (o["kind"], o["metadata"]["name"]) == ("HelmRelease", "traefik")
-    )  # type: ignore[union-attr]
+    )
     annotations = traefik["spec"]["values"].get("service", {}).get("annotations", {})
     assert (annotations.get("metallb.io/loadBalancerIPs") == "85.31.234.30") is (choice == "metallb")
     recorded = [
