@@ -9,10 +9,11 @@ before timing), as an installed package has one, even where PYTHONDONTWRITEBYTEC
 
 1. This repository: ``invoke layout.validate`` cold (cache removed) and cached, median of ``--runs``.
 2. The repository of bench/big_repo.py with 1, 2 and 4 clusters (``--kustomizations`` Flux
-   Kustomizations each): ``validate()`` in a fresh interpreter, cold (empty cache) and warm (the
-   same cache again, median of ``--runs``); then ``kubectl kustomize`` of every Kustomization's
-   ``spec.path``, one after another (what flux2-kustomize-helm-example's validate.sh and flux-local
-   do per Kustomization), in the same run; and the ratio cold / serial loop, of wall time and of CPU
+   Kustomizations each): ``validate()`` in a fresh interpreter, cold (an empty cache), each cold run
+   followed by ``kubectl kustomize`` of every Kustomization's ``spec.path``, one after another (what
+   flux2-kustomize-helm-example's validate.sh and flux-local do per Kustomization), ``--runs``
+   times; then warm (the last cache again, ``--runs`` times). Medians; the ratio cold / serial
+   loop is the median of each cold run over the loop right after it, of wall time and of CPU
    time (the process and its kubectl children: what the ratio tends to when other work takes the
    cores). Whatever the code finds is counted (errors, warnings, Kustomizations), so the table also
    says how well it read the repo.
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,33 +170,46 @@ def serial_kustomize(repo: BigRepo) -> tuple[float, float, int]:
 
 @dataclass
 class Row:
+    """One repository size: ``runs`` rounds of (cold validate, serial loop), then warm runs."""
+
     clusters: int
     kustomizations: int
-    cold: Outcome
+    colds: list[Outcome]
     warm: list[Outcome]
-    serial: float
-    serial_cpu: float
-    serial_failures: int
+    serials: list[tuple[float, float, int]]  # (seconds, CPU seconds, failures), one per cold run
     load: str
 
     @property
-    def warm_wall(self) -> float:
-        return statistics.median(o.wall for o in self.warm)
+    def cold(self) -> Outcome:
+        """The first cold run (what validate found)."""
+        return self.colds[0]
+
+    def median(self, values: Iterable[float]) -> float:
+        return statistics.median(values)
 
     @property
-    def warm_inner(self) -> float:
-        return statistics.median(o.inner for o in self.warm)
+    def ratio(self) -> float:
+        """cold / serial, each cold run against the serial loop right after it; the median."""
+        return self.median(c.wall / s for c, (s, _, _) in zip(self.colds, self.serials, strict=True))
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.median(c.cpu / cpu for c, (_, cpu, _) in zip(self.colds, self.serials, strict=True))
 
 
 def bench_big(clusters: int, kustomizations: int, runs: int, scratch: Path) -> Row:
-    """Cold, warm and the serial loop on a fresh repository of ``clusters`` clusters."""
+    """Cold runs, each followed by the serial loop, then warm runs, on a fresh repository of
+    ``clusters`` clusters.
+    """
     repo = write_repo(scratch / f"repo-{clusters}", clusters, kustomizations)
-    cache = scratch / f"cache-{clusters}"
-    cold = validate_once(repo.root, cache)
+    colds, serials = [], []
+    for n in range(runs):
+        cache = scratch / f"cache-{clusters}-{n}"
+        colds.append(validate_once(repo.root, cache))
+        serials.append(serial_kustomize(repo))
     warm = [validate_once(repo.root, cache) for _ in range(runs)]
-    serial, serial_cpu, failures = serial_kustomize(repo)
     load = " ".join(f"{v:.1f}" for v in os.getloadavg())
-    return Row(clusters, len(repo.paths), cold, warm, serial, serial_cpu, failures, load)
+    return Row(clusters, len(repo.paths), colds, warm, serials, load)
 
 
 def print_rows(rows: list[Row]) -> None:
@@ -203,25 +218,30 @@ def print_rows(rows: list[Row]) -> None:
         "  cold/serial  CPU cold/serial  found  errors  warnings  load average"
     )
     print(header)
+    cold = {r.clusters: r.median(c.wall for c in r.colds) for r in rows}
+    serial = {r.clusters: r.median(s for s, _, _ in r.serials) for r in rows}
     for r in rows:
         found = "-" if r.cold.failed else str(r.cold.kustomizations)
+        failures = max(f for _, _, f in r.serials)
+        cpu = f"{r.median(c.cpu for c in r.colds):.2f}/{r.median(c for _, c, _ in r.serials):.2f}"
         print(
-            f"{r.clusters:>8}  {r.kustomizations:>14}  {r.cold.wall:>7.2f} ({r.cold.inner:>5.2f})"
-            f"       {r.warm_wall:>7.2f} ({r.warm_inner:>5.2f})"
-            f"       {r.serial:>20.2f}{'' if not r.serial_failures else f' ({r.serial_failures} failed)'}"
-            f"  {r.cold.wall / r.serial:>11.2f}  {r.cold.cpu:>5.2f}/{r.serial_cpu:<5.2f} = "
-            f"{r.cold.cpu / r.serial_cpu:.2f}  {found:>5}  {r.cold.errors:>6}  {r.cold.warnings:>8}  {r.load}"
+            f"{r.clusters:>8}  {r.kustomizations:>14}  {cold[r.clusters]:>7.2f} "
+            f"({r.median(c.inner for c in r.colds):>5.2f})"
+            f"       {r.median(o.wall for o in r.warm):>7.2f} ({r.median(o.inner for o in r.warm):>5.2f})"
+            f"       {serial[r.clusters]:>20.2f}{'' if not failures else f' ({failures} failed)'}"
+            f"  {r.ratio:>11.2f}  {cpu} = {r.cpu_ratio:.2f}"
+            f"  {found:>5}  {r.cold.errors:>6}  {r.cold.warnings:>8}  {r.load}"
         )
     for r in rows:
         if r.cold.failed:
             print(f"  {r.clusters} cluster(s): validate failed: {r.cold.failed}")
-    first = rows[0]
+    first = rows[0].clusters
     for r in rows[1:]:
-        extra = (r.cold.wall - first.cold.wall) / (r.clusters - first.clusters)
+        extra = (cold[r.clusters] - cold[first]) / (r.clusters - first)
         print(
-            f"  {first.clusters} -> {r.clusters} clusters: cold +{extra:.2f} s per extra cluster "
-            f"({first.cold.wall / first.clusters:.2f} s per cluster at {first.clusters}), "
-            f"serial loop +{(r.serial - first.serial) / (r.clusters - first.clusters):.2f} s per extra one"
+            f"  {first} -> {r.clusters} clusters: cold +{extra:.2f} s per extra cluster "
+            f"({cold[first] / first:.2f} s per cluster at {first}), "
+            f"serial loop +{(serial[r.clusters] - serial[first]) / (r.clusters - first):.2f} s per extra one"
         )
 
 
