@@ -8,7 +8,9 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +134,31 @@ def node_state(host: inv.Host, role: str) -> dict[str, Any]:
     """The simulated node's state document on ``host`` (the k3s server's or agent's, under
     /var/lib/rancher/k3s/<role>/sim, 0600)."""
     return json.loads(on_host(host, f"cat /var/lib/rancher/k3s/{role}/sim/state.json"))
+
+
+@contextmanager
+def command_lines() -> Iterator[set[bytes]]:
+    """Every command line seen on this machine (the sandbox hosts' processes included) while the
+    block runs, as /proc/PID/cmdline holds it (NUL-separated)."""
+    seen: set[bytes] = set()
+    stop = threading.Event()
+
+    def scan() -> None:
+        while not stop.is_set():
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    try:
+                        seen.add((entry / "cmdline").read_bytes())
+                    except OSError:
+                        continue
+
+    scanner = threading.Thread(target=scan)
+    scanner.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        scanner.join()
 
 
 class Watcher(recap.TextReporter):

@@ -196,27 +196,9 @@ def test_a_drifted_config_shows_its_diff_and_restarts_k3s(up: Lab) -> None:
 # --- the join token -------------------------------------------------------------------------------
 
 
-def _scan(stop: threading.Event, seen: set[bytes]) -> None:
-    """Every command line on this machine (the sandbox hosts' processes included) until ``stop``."""
-    while not stop.is_set():
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    seen.add((entry / "cmdline").read_bytes())
-                except OSError:
-                    continue
-
-
 def test_the_join_token_never_shows_in_a_command_line_or_the_output(fresh: Lab) -> None:
-    stop = threading.Event()
-    seen: set[bytes] = set()
-    scanner = threading.Thread(target=_scan, args=(stop, seen))
-    scanner.start()
-    try:
+    with node_support.command_lines() as seen:
         report, text = run(fresh.pair, diff=True)
-    finally:
-        stop.set()
-        scanner.join()
     assert report.failed_hosts == [], text
     token = on_host(fresh.server, f"cat {TOKEN}").strip()
     assert token.startswith("K10") and len(token) > 40

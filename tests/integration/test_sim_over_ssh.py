@@ -19,7 +19,6 @@ import base64
 import json
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,17 +187,6 @@ def node(sandbox_env, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node
         shell.close()
 
 
-def _scan(stop: threading.Event, seen: set[bytes]) -> None:
-    """Every command line on this machine (the sandbox hosts' processes included) until ``stop``."""
-    while not stop.is_set():
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    seen.add((entry / "cmdline").read_bytes())
-                except OSError:
-                    continue
-
-
 def _holding(upper: Path, needles: list[bytes]) -> dict[str, int]:
     """Files of the host's upper directory holding any of ``needles``, with their modes."""
     found = {}
@@ -243,18 +231,12 @@ def test_the_clis_over_ssh_give_what_the_in_process_rehearsal_gives(node: Node, 
 
     # the key on stdin: in no command line while it is handed over
     key = node.key.reveal()
-    stop, seen = threading.Event(), set()
-    scanner = threading.Thread(target=_scan, args=(stop, seen))
-    scanner.start()
-    try:
+    with node_support.command_lines() as seen:
         created = node.run(
             "kubectl create secret generic sops-age --namespace=flux-system "
             "--from-file=age.agekey=/dev/stdin --dry-run=client -o yaml | kubectl apply -f -",
             stdin=node.key,
         )
-    finally:
-        stop.set()
-        scanner.join()
     assert created.stdout.strip() == "secret/sops-age created"
     assert [c for c in seen if b"--from-file=age.agekey=/dev/stdin" in c], "the pipeline was seen running"
     assert not [c for c in seen if key.strip().encode() in c]
