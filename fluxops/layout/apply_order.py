@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from fluxops.layout.model import BOOTSTRAP_NAME, PHASE_ORDER, Cluster, Phase, group_of, meta
+from fluxops.layout.model import (
+    BOOTSTRAP_NAME,
+    PHASE_ORDER,
+    Cluster,
+    Phase,
+    group_of,
+    is_flux_kustomization,
+    meta,
+)
 
 NAMED_KINDS = ("HelmRelease", "Deployment", "StatefulSet", "DaemonSet", "IPAddressPool", "Middleware")
 
@@ -85,20 +93,77 @@ def missing_dependencies(cluster: Cluster, phase: Phase) -> list[str]:
     return [d for d in phase.depends_on if d not in names]
 
 
+def health_checks(phase: Phase) -> list[str]:
+    """The names of the objects in ``spec.healthChecks``: what the phase is Ready after."""
+    checks = phase.spec.get("healthChecks")
+    return [
+        str(c.get("name", "?")) for c in (checks if isinstance(checks, list) else []) if isinstance(c, dict)
+    ]
+
+
+def blocks(phase: Phase) -> bool:
+    """True when what depends on the phase waits for more than its apply: ``wait`` or ``healthChecks``."""
+    return phase.wait or bool(health_checks(phase))
+
+
 def markers(phase: Phase) -> list[str]:
-    """``wait`` or ``no wait``, and ``sops`` when the phase decrypts SOPS secrets."""
-    out = ["wait" if phase.wait else "no wait"]
+    """``wait``, ``health: NAMES`` (healthChecks without wait) or ``no wait``, and ``sops`` when the
+    phase decrypts SOPS secrets."""
+    checks = health_checks(phase)
+    out = ["wait" if phase.wait else f"health: {', '.join(checks)}" if checks else "no wait"]
     if phase.decryption.get("provider") == "sops":
         out.append("sops")
     return out
 
 
-def installs(phase: Phase) -> list[str]:
-    """What a phase applies, summarised: named releases and workloads, counts of the rest."""
+def components(cluster: Cluster) -> dict[str, list[Phase]]:
+    """The Kustomizations each Kustomization applies (its components), by the applier's name."""
+    by_key = {p.key: p for p in cluster.phases}
+    out: dict[str, list[Phase]] = {}
+    for phase in cluster.phases:
+        found = [
+            by_key[key]
+            for obj in phase.objects
+            if is_flux_kustomization(obj)
+            and (key := (meta(obj)[1] or phase.namespace, meta(obj)[0])) in by_key
+            and key != phase.key
+        ]
+        if found:
+            out[phase.name] = found
+    return out
+
+
+def top_level(cluster: Cluster) -> Cluster:
+    """The cluster's phases without their components, each phase's dependsOn on a component read as
+    one on the phase applying it: the graph ``layout.tree`` levels."""
+    applied_by = {c.name: parent for parent, found in components(cluster).items() for c in found}
+
+    def root(name: str) -> str:
+        seen = set()
+        while name in applied_by and name not in seen:
+            seen.add(name)
+            name = applied_by[name]
+        return name
+
+    phases = []
+    for p in cluster.phases:
+        if p.name in applied_by:
+            continue
+        deps = [{"name": root(d)} for d in dict.fromkeys(p.depends_on) if root(d) != p.name]
+        spec = {**p.spec, "dependsOn": deps}
+        phases.append(replace(p, obj={**p.obj, "spec": spec}))
+    return replace(cluster, phases=phases)
+
+
+def installs(phase: Phase, drawn: bool = False) -> list[str]:
+    """What a phase applies, summarised: named releases and workloads, counts of the rest (without
+    the Kustomizations it applies when ``drawn``: they are drawn beneath it)."""
     named: dict[str, list[str]] = defaultdict(list)
     counts: Counter[str] = Counter()
     crd_groups: Counter[str] = Counter()
     for obj in phase.objects:
+        if drawn and is_flux_kustomization(obj):
+            continue
         kind = str(obj.get("kind", "?"))
         if kind == "CustomResourceDefinition":
             spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}

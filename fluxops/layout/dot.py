@@ -1,8 +1,8 @@
 """``layout.tree`` as Graphviz: a cluster's phases left to right in apply order, and rendering to PNG/SVG.
 
 Edges run from the phase applied first to the phase that waits for it; the phases of one level share
-a rank. A phase that does not wait (``wait: false``) has a dashed box and dashed edges out of it, a
-phase that decrypts SOPS secrets is filled; a legend in the graph says so.
+a rank. A phase that does not wait (neither ``wait: true`` nor ``healthChecks``) has a dashed box and
+dashed edges out of it, a phase that decrypts SOPS secrets is filled; a legend in the graph says so.
 """
 
 from __future__ import annotations
@@ -12,7 +12,14 @@ import textwrap
 from pathlib import Path
 
 from fluxops.errors import LayoutError
-from fluxops.layout.apply_order import ApplyOrder, apply_order, installs, markers, missing_dependencies
+from fluxops.layout.apply_order import (
+    ApplyOrder,
+    apply_order,
+    blocks,
+    installs,
+    markers,
+    missing_dependencies,
+)
 from fluxops.layout.apply_order import ordered as ordered
 from fluxops.layout.model import Cluster, Phase
 from fluxops.shell import local
@@ -52,7 +59,7 @@ def _label(phase: Phase, title: str, why: str | None) -> str:
 
 
 def _node(phase: Phase, title: str, why: str | None = None) -> str:
-    style = ["rounded"] + ([] if phase.wait else ["dashed"])
+    style = ["rounded"] + ([] if blocks(phase) else ["dashed"])
     attrs = [f"label={_label(phase, title, why)}"]
     if "sops" in markers(phase):
         style.append("filled")
@@ -67,7 +74,7 @@ LEGEND = [
     "subgraph cluster_legend {",
     '  label="legend"; labeljust=l; fontsize=10; style=rounded; color="#999999";',
     '  node [fontsize=9, height=0.3, margin="0.08,0.03", style=rounded];',
-    '  "legend:wait" [label="wait"];',
+    '  "legend:wait" [label="wait, health: NAMES"];',
     '  "legend:wait-next" [label="next level: starts once\\lthe phase is healthy\\l"];',
     '  "legend:wait" -> "legend:wait-next";',
     '  "legend:nowait" [label="no wait", style="rounded,dashed"];',
@@ -106,7 +113,7 @@ def dot(cluster: Cluster) -> str:
                 )
                 lines.append(f'  {_quote(dep)} -> {_quote(phase.name)} [color="{STUCK_COLOR}"];')
             elif dep in by_name:
-                dashed = "" if by_name[dep].wait else " [style=dashed]"
+                dashed = "" if blocks(by_name[dep]) else " [style=dashed]"
                 lines.append(f"  {_quote(dep)} -> {_quote(phase.name)}{dashed};")
     lines.extend(f"  {line}" for line in LEGEND)
     if len(order.levels) > 1:  # the legend sits under the last two levels, not before the first

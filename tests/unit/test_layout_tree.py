@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from fluxops.layout import dot, tree_text
-from fluxops.layout.apply_order import apply_order, ordered
+from fluxops.layout.apply_order import apply_order, blocks, ordered
 from fluxops.layout.model import Cluster, Phase
 from fluxops.layout.tree import load
 from fluxops.shell import local
@@ -25,7 +25,7 @@ from tests.layout_fixtures import REPO, pristine_root
 INVOKE = [sys.executable, "-m", "invoke"]
 SHIPPED = ("lab", "phx")
 # a phase's head line: tree glyphs, level badge, name, markers, path, then what it waits for
-HEAD = re.compile(r"^([│├└─┬ ]+) (\S+) (\S+) +((?:no )?wait(?:, sops)?) +(\S+)(?: +after (.*))?$")
+HEAD = re.compile(r"^([│├└─┬ ]+) (\S+) (\S+) +(\S.*?)  +(\S+)(?: +after (.*))?$")
 
 
 def shipped(name: str) -> Cluster:
@@ -93,14 +93,15 @@ def layout(source: str) -> tuple[dict[str, tuple[float, float]], list[tuple[str,
 # ---- text
 
 
-@pytest.mark.parametrize("name", ["phx"])  # lab's phases apply components: the test below
+@pytest.mark.parametrize("name", ["phx"])  # lab's: the test below
 def test_text_draws_levels_in_apply_order(name: str) -> None:
     cluster = shipped(name)
     text = tree_text.text(cluster)
     found = heads(text)
-    assert text.splitlines()[0].startswith(f"cluster {name}  (5 phases on 4 levels")
-    assert list(found) == ["crds", "infrastructure", "storage", "infrastructure-config", "apps"]
-    assert {n: h["badge"] for n, h in found.items()} == {
+    assert text.splitlines()[0].startswith(f"cluster {name}  (5 phases, 7 components on 4 levels")
+    phases = [n for n, h in found.items() if h["badge"] != tree_text.COMPONENT_BADGE]
+    assert phases == ["crds", "infrastructure", "storage", "infrastructure-config", "apps"]
+    assert {n: found[n]["badge"] for n in phases} == {
         "crds": "①",
         "infrastructure": "②",
         "storage": "②",
@@ -114,35 +115,59 @@ def test_text_draws_levels_in_apply_order(name: str) -> None:
     assert found["infrastructure-config"]["after"] == "infrastructure, storage"
     assert found["apps"]["glyphs"] == "└──" and found["apps"]["after"] == "infrastructure-config"
     for p in cluster.phases:
+        checks = [c["name"] for c in p.spec.get("healthChecks", [])]
+        expected = "wait" if p.wait else f"health: {', '.join(checks)}" if checks else "no wait"
         assert found[p.name]["path"] == p.path
-        assert found[p.name]["flags"].startswith("wait" if p.wait else "no wait")
+        assert found[p.name]["flags"].removesuffix(", sops") == expected, p.name
         assert found[p.name]["flags"].endswith("sops") == (p.decryption.get("provider") == "sops")
-    assert found["infrastructure"]["flags"] == "wait, sops"  # the marker is kept, and not vacuous
-    assert found["apps"]["flags"].startswith("no wait")
+    # a phase with healthChecks waits for those, not for nothing
+    assert found["infrastructure"]["flags"] == "health: metallb"
+    assert found["infrastructure-config"]["flags"] == "health: traefik-config"
+    assert found["traefik"]["flags"] == "wait, sops"  # the marker is kept, and not vacuous
+    assert found["apps"]["flags"] == "no wait"
+    # components are drawn beneath the phase that applies them, after what they depend on
     lines = text.splitlines()
-    infra, storage = (next(i for i, line in enumerate(lines) if f" {n} " in line) for n in ("②", "② storage"))
-    assert lines[infra + 1] == "│ │     HelmRelease: external-dns, metallb, traefik"
-    assert all(line.startswith("│ │     ") for line in lines[infra + 1 : storage])  # the branch runs on
+    at = {m.group(3): i for i, line in enumerate(lines) if (m := HEAD.match(line))}
+    assert at["infrastructure"] < at["external-dns"] < at["metallb"] < at["traefik"] < at["storage"]
+    assert at["infrastructure-config"] < at["metallb-config"] < at["traefik-config"] < at["apps"]
+    assert at["apps"] < at["uptime-kuma"]
+    assert all(found[c]["badge"] == tree_text.COMPONENT_BADGE for c in ("metallb", "traefik", "uptime-kuma"))
+    assert (
+        found["traefik"]["glyphs"] == "│ │ └" and found["traefik"]["after"] == "crds, storage, metallb-config"
+    )
+    assert lines[at["metallb"] + 1] == "│ │ │       HelmRelease: metallb"
+    assert lines[at["infrastructure"] + 1].startswith("│ │ ├ ")  # no Kustomization count: drawn below
     assert re.search(r"^│       CRDs: metallb\.io \(\d+\), traefik\.io \(\d+\)$", text, re.M)
 
 
-def test_text_draws_lab_components_after_what_they_depend_on() -> None:
-    """lab's phases apply one Kustomization per component: each is drawn below what it depends on,
-    external-dns last (after AdGuard, which needs the pool of infrastructure-config)."""
+def test_text_draws_lab_components_under_their_phase_after_what_they_depend_on() -> None:
+    """lab's phases apply one Kustomization per component: each is drawn beneath its phase, below
+    what it depends on there, external-dns last (after AdGuard, which needs the pool of
+    infrastructure-config)."""
     cluster = shipped("lab")
     text = tree_text.text(cluster)
     found = heads(text)
     digits = "①②③④⑤⑥⑦⑧⑨⑩"
-    badges = re.findall(rf"^[│├└─┬ ]+ ([{digits}]) (\S+) ", text, re.M)
-    level = {name: digits.index(badge) for badge, name in badges}
-    assert set(level) == {p.name for p in cluster.phases} and len(level) == 15
-    for p in cluster.phases:
-        assert all(level[d] < level[p.name] for d in p.depends_on), p.name
-    assert level["crds"] == 0 and level["infrastructure"] == level["storage"] == 1
-    assert level["infrastructure-config"] == 2 and level["apps"] == 3
-    assert found["external-dns"]["after"] == "crds, adguard" and level["external-dns"] == max(level.values())
+    phases = {n: digits.index(h["badge"]) for n, h in found.items() if h["badge"] in digits}
+    assert phases == {"crds": 0, "infrastructure": 1, "storage": 1, "infrastructure-config": 2, "apps": 3}
+    assert set(found) == {p.name for p in cluster.phases} and len(found) == 15
+    position = list(found)
+    infrastructure = position[position.index("infrastructure") + 1 : position.index("storage")]
+    config = position[position.index("infrastructure-config") + 1 : position.index("apps")]
+    for group in (infrastructure, config, position[position.index("apps") + 1 :]):
+        for name in group:  # a component below what it depends on inside its phase
+            deps = [d for d in cluster.phase(name).depends_on if d in group]  # type: ignore[union-attr]
+            assert all(group.index(d) < group.index(name) for d in deps), name
+    assert infrastructure[-1] == "external-dns" and set(infrastructure) == {
+        "metallb",
+        "traefik",
+        "adguard",
+        "external-dns",
+    }
+    assert found["external-dns"]["after"] == "crds, adguard"
     assert "metallb-config" in found["adguard"]["after"] and "storage" in found["traefik"]["after"]
     assert found["traefik"]["flags"] == "wait, sops" and found["apps"]["flags"] == "no wait"
+    assert found["infrastructure-config"]["flags"] == "health: metallb-config, traefik-config"
 
 
 def test_text_levels_come_from_depends_on_not_names() -> None:
@@ -225,7 +250,7 @@ def test_png_is_readable_and_edges_follow_apply_order(name: str, tmp_path: Path)
     assert {(t, h) for t, h, _ in phase_edges} == expected
     for tail, head, style in phase_edges:
         assert pos[tail][0] < pos[head][0], f"{tail} -> {head} points against the apply order"
-        assert style == ("solid" if by_name[tail].wait else "dashed")
+        assert style == ("solid" if blocks(by_name[tail]) else "dashed")
     # one column per level: parallel phases share a rank
     assert pos["infrastructure"][0] == pos["storage"][0]
     assert pos["crds"][0] < pos["infrastructure"][0] < pos["infrastructure-config"][0] < pos["apps"][0]
