@@ -1,16 +1,17 @@
 """The simulator's CLIs over SSH on a sandbox host give what the in-process rehearsal gives.
 
-A sandbox host is brought up as a k3s server by playbooks/node.yaml from an artifact folder holding the
-simulator's ``k3s`` and ``flux`` (``kubectl`` linked to k3s as k3s' installer links it on a node that has
-none). Over SSH the test then does what bootstrap does on a real node: ``kubectl apply -f -``, the
-``sops-age`` Secret from stdin (``kubectl create secret generic --from-file=age.agekey=/dev/stdin
---dry-run=client -o yaml | kubectl apply -f -``), ``flux install``, ``flux bootstrap git`` into a
-repository on the host, ``flux reconcile kustomization --with-source``, ``flux get kustomizations -A``
-and ``kubectl get kustomizations -A -o json``; ``fluxops.sim.rehearse`` reconciles the same commit
-in-process, and both must agree on the Kustomizations, their Ready states and reasons, and the
-revision. The age key travels on stdin only: it is in no command line on this machine (the host's
-processes included) while it is handed over, and in no file of the host's overlay upper directory but
-the simulator's 0600 state.
+A sandbox host is brought up as a k3s server by playbooks/node.yaml from an artifact folder holding
+the simulator's ``k3s`` and ``flux`` (``kubectl`` linked to k3s as k3s' installer links it on a node
+that has none). Over SSH the test then does what bootstrap does on a real node: ``kubectl apply -f
+-``, the ``sops-age`` Secret from stdin (``kubectl create secret generic
+--from-file=age.agekey=/dev/stdin --dry-run=client -o yaml | kubectl apply -f -``), ``flux install``,
+``flux bootstrap git`` into a repository on the host (over SSH to the host's own address with a
+deploy key; the node's source-controller fetches it the same way), ``flux reconcile kustomization
+--with-source``, ``flux get kustomizations -A`` and ``kubectl get kustomizations -A -o json``;
+``fluxops.sim.rehearse`` reconciles the same commit in-process, and both must agree on the
+Kustomizations, their Ready states, reasons and messages, and the revision. The age key travels on
+stdin only: it is in no command line on this machine (the host's processes included) while it is
+handed over, and in no file of the host's overlay upper directory but the simulator's 0600 state.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ pytestmark = pytest.mark.ssh
 
 CLUSTER = "fleet"
 BRANCH = "main"
-URL = "ssh://git@git.fleet.invalid/fleet.git"  # what the tree says; the node's git reads it from REMOTE
-REMOTE = "/srv/git/fleet.git"  # the bare repository on the host
+REMOTE = "/srv/git/fleet.git"  # the bare repository on the host, reached over SSH at the host's address
+DEPLOY_KEY = "/root/.ssh/fleet-deploy"  # bootstrap's --private-key-file, authorized for root on the host
 SIM_STATE = "var/lib/rancher/k3s/server/sim"  # the simulated node's state, in the host's upper dir
 TIME_FACTOR = 120  # the node runs this many times faster than real time
 MACHINE_KUBECTL = "/usr/bin/kubectl"
@@ -55,9 +56,13 @@ class Node:
     host: inv.Host
     shell: RemoteShell
     upper: Path
-    repo: Path  # the fixture repository on this machine
     ssh_config: Path  # the sandbox's, for git over SSH
     key: Secret  # the age identity the tree's Secret is encrypted to
+
+    @property
+    def url(self) -> str:
+        """The repository's URL as bootstrap and the node's source-controller use it: SSH to the host."""
+        return f"ssh://root@{self.host.address}:{self.host.port}{REMOTE}"
 
     def run(self, script: str, *, stdin: Secret | str | None = None, check: bool = True) -> Result:
         """``sh -c script`` on the host as root (a login shell's PATH: /usr/local/bin first)."""
@@ -145,7 +150,8 @@ def make_repository(repo: Path, recipient: str) -> None:
 @pytest.fixture(scope="module")
 def node(sandbox_env, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     """The sandbox's first host as a k3s server (node.yaml, the simulator's artifacts), its node running
-    TIME_FACTOR times faster than real time and reading URL from REMOTE; reset afterwards."""
+    TIME_FACTOR times faster than real time, with the fixture repository in REMOTE and a deploy key
+    for it; reset afterwards."""
     base = tmp_path_factory.mktemp("sim-over-ssh")
     built = node_support.build_artifacts(base / "artifacts", sandbox_env.inventory)
     path = node_support.write_inventory(
@@ -163,25 +169,29 @@ def node(sandbox_env, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node
     node_support.reset([host])
     shell = RemoteShell(host, connect_timeout=10)
     upper = node_support.upper_dir(sandbox_env.state_dir, host.name)
-    found = Node(host, shell, upper, repo, sandbox_env.ssh_config, Secret(str(identity) + "\n"))
+    found = Node(host, shell, upper, sandbox_env.ssh_config, Secret(str(identity) + "\n"))
     machine_kubectl = found.run(f"readlink {MACHINE_KUBECTL} || true").stdout.strip()
     try:
         # a node without kubectl of its own: k3s' installer (node.yaml) then links kubectl to k3s
         found.run(f"rm -f {MACHINE_KUBECTL}")
         # k3s.service reads /etc/default/k3s (EnvironmentFile=-/etc/default/%N, as install.sh writes it)
-        settings = json.dumps({"git_rewrites": {URL: f"file://{REMOTE}"}})
-        defaults = f"FLUXOPS_SIM_TIME_FACTOR={TIME_FACTOR}\nFLUXOPS_SIM_SETTINGS='{settings}'\n"
-        found.run("umask 022 && cat > /etc/default/k3s", stdin=defaults)
+        found.run("umask 022 && cat > /etc/default/k3s", stdin=f"FLUXOPS_SIM_TIME_FACTOR={TIME_FACTOR}\n")
         report, text = node_support.run(path, limit=(host.name,))
         journal = found.run("journalctl -u k3s --no-pager | tail -30", check=False).stdout
         assert report.failed_hosts == [], text + journal
         found.run(f"rm -rf {REMOTE} && git init --quiet --bare -b {BRANCH} {REMOTE}")
+        found.run(
+            f"rm -f {DEPLOY_KEY} {DEPLOY_KEY}.pub"
+            f" && ssh-keygen -q -t ed25519 -N '' -C fleet-deploy -f {DEPLOY_KEY}"
+            f" && cat {DEPLOY_KEY}.pub >> /root/.ssh/authorized_keys"
+        )
         push = {"GIT_SSH_COMMAND": f"ssh -F {sandbox_env.ssh_config}"}
         _git(repo, "push", "--quiet", f"{host.name}:{REMOTE}", f"{BRANCH}:{BRANCH}", env=push)
         yield found
     finally:
         node_support.reset([host])
-        found.run(f"rm -rf {REMOTE}", check=False)
+        found.run(f"rm -rf {REMOTE} {DEPLOY_KEY} {DEPLOY_KEY}.pub", check=False)
+        found.run("sed -i '/ fleet-deploy$/d' /root/.ssh/authorized_keys", check=False)
         if machine_kubectl:
             found.run(f"ln -sfn {machine_kubectl} {MACHINE_KUBECTL}", check=False)
         shell.close()
@@ -241,7 +251,10 @@ def test_the_clis_over_ssh_give_what_the_in_process_rehearsal_gives(node: Node, 
     assert [c for c in seen if b"--from-file=age.agekey=/dev/stdin" in c], "the pipeline was seen running"
     assert not [c for c in seen if key.strip().encode() in c]
 
-    boot = node.run(f"flux bootstrap git --url={URL} --branch={BRANCH} --path=clusters/{CLUSTER}")
+    boot = node.run(
+        f"flux bootstrap git --url={node.url} --branch={BRANCH} --path=clusters/{CLUSTER} "
+        f"--private-key-file={DEPLOY_KEY}"
+    )
     assert "✔ Kustomization reconciled successfully" in boot.stdout + boot.stderr, boot.stdout + boot.stderr
     reconciled = node.run("flux reconcile kustomization apps --with-source")
     assert "✔ applied revision" in reconciled.stdout + reconciled.stderr, (
@@ -253,6 +266,9 @@ def test_the_clis_over_ssh_give_what_the_in_process_rehearsal_gives(node: Node, 
     for name in ("flux-system", "infrastructure", "apps", "extras"):
         assert any(line.split()[1:2] == [name] for line in listed.splitlines()), listed
     remote = node.run(f"git --git-dir={REMOTE} rev-parse refs/heads/{BRANCH}").stdout.strip()
+    source = json.loads(node.run("kubectl get gitrepository flux-system -n flux-system -o json").stdout)
+    assert source["spec"]["url"] == node.url  # fetched over SSH with the deploy key bootstrap stored
+    assert source["status"]["artifact"]["revision"] == f"{BRANCH}@sha1:{remote}"
     over_ssh = json.loads(node.run("kubectl get kustomizations -A -o json").stdout)["items"]
     revision = f"{BRANCH}@sha1:{remote}"
     applied_revisions = {o["metadata"]["name"]: o["status"].get("lastAppliedRevision") for o in over_ssh}
