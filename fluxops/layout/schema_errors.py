@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from fluxops.layout.findings import listing
+
 if TYPE_CHECKING:
     from jsonschema import ValidationError
 
@@ -61,7 +63,7 @@ def _translate(error: ValidationError) -> list[Problem]:
     if keyword == "type":
         return [at(path, f"got {_json_type(instance)}, want {_either(error.validator_value)}")]
     if keyword == "enum":
-        choices = ", ".join(_shown(v) for v in error.validator_value)
+        choices = listing(_shown(v) for v in error.validator_value)
         return [at(path, f"value must be one of {choices}")]
     if keyword in ("oneOf", "anyOf"):
         types = _branch_types(error.validator_value)

@@ -25,6 +25,7 @@ from typing import Any
 
 from fluxops.layout import flux_schemas, kube_schemas
 from fluxops.layout.crd_schema import CrdKind, parse_crd
+from fluxops.layout.findings import listing
 from fluxops.layout.kube_versions import ClusterVersion, RepositoryVersions
 from fluxops.layout.schema_errors import Problem, problems_of
 
@@ -171,7 +172,7 @@ def check_flux(obj: dict[str, Any], group: str, kind: str, api_version: str) -> 
     """A Flux object against the CRD of the shipped Flux release."""
     crd = flux_schemas.crd(group, kind)
     if crd is None:
-        known = ", ".join(flux_schemas.kinds(group))
+        known = listing(flux_schemas.kinds(group))
         return [
             Problem(f"{kind} is not a kind of {group} in Flux {flux_schemas.release()} ({known})", ("kind",))
         ]
@@ -231,7 +232,7 @@ def _not_served(release: str, group: str, kind: str, api_version: str) -> list[P
     else:
         why = ""
     if others:
-        use = ", ".join(f"{group}/{v}" if group else v for v in others)
+        use = listing(f"{group}/{v}" if group else v for v in others)
         why = f"{why}; use {use}" if why else f"use {use}"
     message = f"apiVersion {api_version} is not served for {kind} by Kubernetes {release} ({why})"
     return [Problem(message, ("apiVersion",))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fluxops.layout.findings import Findings
+from fluxops.layout.findings import Findings, listing
 from fluxops.layout.model import Cluster
 from fluxops.layout.sources import Sources, line_of
 from fluxops.secrets import check as secrets
@@ -68,7 +68,7 @@ def check_decryption(cluster: Cluster, findings: Findings) -> None:
             continue
         decryption = phase.decryption
         if decryption.get("provider") != "sops":
-            names = ", ".join(sorted({str((o.get("metadata") or {}).get("name", "?")) for o in encrypted}))
+            names = listing(sorted({str((o.get("metadata") or {}).get("name", "?")) for o in encrypted}))
             findings.error(
                 "decryption-missing",
                 f"Kustomization {phase.name} applies SOPS-encrypted objects ({names}) but has no "

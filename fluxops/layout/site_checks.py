@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from fluxops.errors import FluxopsError
-from fluxops.layout.findings import Findings
+from fluxops.layout.findings import Findings, listing
 from fluxops.layout.site_values import SiteValue, address_range, in_ranges, read_site_values
 from fluxops.layout.tree import Tree, load
 
@@ -88,7 +88,7 @@ def _check_pools(found: list[SiteValue], findings: Findings) -> None:
             )
     if not pools:
         return
-    listed = ", ".join(f"{p.value} at {p.at}" for p in pools)
+    listed = listing(f"{p.value} at {p.at}" for p in pools)
     for lb in (v for v in found if v.field == "lb_ips"):
         try:
             ip = ipaddress.ip_address(lb.value)
@@ -157,7 +157,7 @@ def _check_owners(tree: Tree, values: dict[str, list[SiteValue]], findings: Find
         if len(clusters) < 2:
             continue
         for owner in (o for o in same if o.cluster in values):
-            elsewhere = ", ".join(f"{o.cluster} ({o.at})" for o in same if o.cluster != owner.cluster)
+            elsewhere = listing(f"{o.cluster} ({o.at})" for o in same if o.cluster != owner.cluster)
             findings.error(
                 "external-dns-owner",
                 f"{owner.object}: external-dns owner id {value!r} is also the one of {elsewhere}; two "
