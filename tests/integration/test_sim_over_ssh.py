@@ -262,6 +262,10 @@ def test_the_clis_over_ssh_give_what_the_in_process_rehearsal_gives(node: Node, 
     )
     extras = node.run("flux reconcile kustomization extras", check=False)
     assert extras.rc != 0 and 'no matches for kind "Widget" in version "example.com/v1"' in extras.stderr
+    checked = node.run("flux check")
+    assert "✔ all checks passed" in checked.stdout + checked.stderr, checked.stdout + checked.stderr
+    refused = node.run("kubectl port-forward -n demo svc/web 8080:80", check=False)
+    assert refused.rc == 2 and "unsupported by the simulator" in refused.stderr  # never a silent success
     listed = node.run("flux get kustomizations -A").stdout
     for name in ("flux-system", "infrastructure", "apps", "extras"):
         assert any(line.split()[1:2] == [name] for line in listed.splitlines()), listed
