@@ -12,11 +12,15 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fluxops.errors import FluxopsError
 from fluxops.masking import Secret
 from fluxops.shell import Result, Shell, Stdin
+
+if TYPE_CHECKING:
+    from fluxops.inventory import Host
+    from fluxops.shell import Connections
 
 K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 FLUX_NAMESPACE = "flux-system"
@@ -116,6 +120,11 @@ class Node:
 def remote(shell: Shell, user: str, become: bool) -> Node:
     """The node behind an SSH shell: kubectl and flux on PATH, sudo unless the user is root."""
     return Node(shell, sudo=become or user != "root")
+
+
+def for_host(connections: Connections, host: Host) -> Node:
+    """The node of an inventory host, over its SSH connection (host key checked on connect)."""
+    return remote(connections.get(host), host.user, host.become)
 
 
 def simulated(shell: Shell, prefix: Path, python: str = sys.executable) -> Node:

@@ -157,8 +157,10 @@ def reconcile_one(node: Node, run: PhaseRun, with_source: bool, observe: Observe
         run.state, run.message = "ready", message
     else:
         run.state = "failed"
-        said = [line.lstrip("✗ ").strip() for line in result.stderr.splitlines() if line.startswith("✗")]
-        run.message = message or (said[-1] if said else result.stderr.strip()) or f"flux exited {result.rc}"
+        # flux's own words first: the object may have moved on since (Flux keeps reconciling)
+        said = [line[1:].strip() for line in result.stderr.splitlines() if line.startswith("✗")]
+        failure = message if ready == "False" else ""
+        run.message = (said[-1] if said else failure or result.stderr.strip()) or f"flux exited {result.rc}"
     observe(run)
 
 
@@ -174,39 +176,9 @@ def what_to_try(cluster: str, run: PhaseRun, key_hint: str = "") -> str:
     return hint
 
 
-def reconcile_levels(
-    node: Node,
-    runs: list[PhaseRun],
-    cluster: str,
-    *,
-    observe: Observer | None = None,
-    key_hint: str = "",
-) -> Outcome:
-    """Reconcile ``runs`` level by level (those of a level in parallel); stop after a level where a
-    blocking phase failed, marking what is left ``skipped``."""
-    lock = threading.Lock()
-
-    def seen(run: PhaseRun) -> None:
-        if observe is not None:
-            with lock:
-                observe(run)
-
-    outcome = Outcome(cluster, runs)
-    levels = sorted({r.level for r in runs if r.state == "pending"})
-    for level in levels:
-        todo = [r for r in runs if r.level == level and r.state == "pending"]
-        if outcome.stopped_at:
-            for run in todo:
-                run.state, run.message = "skipped", f"not reconciled: {outcome.stopped_at} failed"
-                seen(run)
-            continue
-        with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
-            list(pool.map(lambda r: reconcile_one(node, r, r.level == 0, seen), todo))
-        failed = [r for r in todo if r.state == "failed" and r.blocks]
-        if failed:
-            outcome.stopped_at = failed[0].name
-            outcome.hint = what_to_try(cluster, failed[0], key_hint)
-    return outcome
+def _run_batch(node: Node, batch: list[PhaseRun], seen: Observer) -> None:
+    with ThreadPoolExecutor(max_workers=max(1, len(batch))) as pool:
+        list(pool.map(lambda r: reconcile_one(node, r, r.level == 0, seen), batch))
 
 
 def reconcile(
@@ -218,23 +190,62 @@ def reconcile(
     observe: Observer | None = None,
     key_hint: str = "",
 ) -> Outcome:
-    """Step 5: the entry with its source, then the phases it applied, level by level; with
-    ``from_phase``, that phase and every later level only (the entry's source is fetched first)."""
+    """Step 5: the entry with its source, then round by round the phases whose dependencies are done
+    (one round: one level of the dependsOn graph, reconciled in parallel). The graph is read from the
+    node again after each round: a phase may apply Kustomizations of its own. With ``from_phase``,
+    that phase and the levels after it only."""
+    lock = threading.Lock()
+
+    def seen(run: PhaseRun) -> None:
+        if observe is not None:
+            with lock:
+                observe(run)
+
     runs = plan_phases(node.kustomizations(), entry, cluster)
-    if not any(r.level == 0 for r in runs):
+    entry_run = next((r for r in runs if r.level == 0), None)
+    if entry_run is None:
         raise BootstrapError(
             f"{node.name}: no Kustomization {entry}: Flux is not pointed at the repository; run "
             f"`{progname()} bootstrap --cluster {cluster}` first"
         )
-    entry_run = next(r for r in runs if r.level == 0)
-    first = reconcile_levels(node, [entry_run], cluster, observe=observe, key_hint=key_hint)
-    if not first.ok:
-        return Outcome(cluster, runs, first.stopped_at, first.hint)
-    runs = [entry_run, *plan_phases(node.kustomizations(), entry, cluster)[1:]]  # what the entry applied now
+    outcome = Outcome(cluster, [entry_run])
+    _run_batch(node, [entry_run], seen)
+    if entry_run.state == "failed":
+        outcome.stopped_at, outcome.hint = entry, what_to_try(cluster, entry_run, key_hint)
+        return outcome
+    done: set[str] = {entry}
+    skipped_before: set[str] = set()
     if from_phase is not None:
-        start = next((r for r in runs if r.name == from_phase), None)
+        planned = plan_phases(node.kustomizations(), entry, cluster)
+        start = next((r for r in planned if r.name == from_phase), None)
         if start is None:
-            names = ", ".join(r.name for r in runs)
+            names = ", ".join(r.name for r in planned)
             raise BootstrapError(f"cluster {cluster} has no phase {from_phase} (its phases: {names})")
-        runs = [r for r in runs if r.level == 0 or r.level > start.level or r is start]
-    return reconcile_levels(node, runs, cluster, observe=observe, key_hint=key_hint)
+        skipped_before = {r.name for r in planned if 0 < r.level <= start.level and r is not start}
+        done |= skipped_before
+    level = 0
+    while True:
+        planned = [r for r in plan_phases(node.kustomizations(), entry, cluster) if r.name not in done]
+        ready = [r for r in planned if r.state == "pending"]
+        if not ready or outcome.stopped_at:
+            break
+        lowest = min(r.level for r in ready)
+        level += 1
+        batch = [r for r in ready if r.level == lowest]
+        for run in batch:
+            run.level = level
+        _run_batch(node, batch, seen)
+        outcome.phases += batch
+        done |= {r.name for r in batch}
+        failed = [r for r in batch if r.state == "failed" and r.blocks]
+        if failed:
+            outcome.stopped_at, outcome.hint = failed[0].name, what_to_try(cluster, failed[0], key_hint)
+    for run in planned:  # never reconciled: after a blocking failure, or waiting on what never came
+        run.level = level + 1
+        if outcome.stopped_at:
+            run.state, run.message = "skipped", f"not reconciled: {outcome.stopped_at} failed"
+        else:
+            run.state = "skipped"
+        outcome.phases.append(run)
+        seen(run)
+    return outcome

@@ -15,10 +15,12 @@ from fluxops.bootstrap import flux, phases
 from fluxops.bootstrap.key import put_key
 from fluxops.bootstrap.node import Node
 from fluxops.bootstrap.plan import Plan, plan
-from fluxops.bootstrap.preflight_local import LocalFacts, preflight_local
+from fluxops.bootstrap.preflight_local import preflight_local
 from fluxops.bootstrap.preflight_remote import preflight_remote
 from fluxops.bootstrap.status import ClusterStatus, status_of
 from fluxops.bootstrap.target import Target
+from fluxops.errors import FluxopsError
+from fluxops.progname import progname
 
 Say = Callable[[str], None]
 
@@ -45,11 +47,18 @@ class Report:
         return self.outcome is None or self.outcome.ok
 
 
-def key_hint(facts: LocalFacts) -> str:
-    """What the node was given to decrypt with, for a decryption failure's message."""
+def key_hint(target: Target, key_dir: Path | None) -> str:
+    """What to check when a phase fails to decrypt: which key the cluster should hold."""
+    from fluxops.secrets import keystore, rules
+
+    try:
+        wanted = ", ".join(rules.cluster_recipients(target.root, target.cluster)) or "none"
+    except FluxopsError:
+        wanted = "unknown (.sops.yaml unreadable)"
+    where = keystore.key_path(key_dir, target.cluster) if key_dir is not None else "the key store"
     return (
-        f"the cluster's flux-system/sops-age Secret holds the key {facts.public_key} ({facts.key_file}); "
-        "a file Flux cannot decrypt is encrypted to another key"
+        f"Flux decrypts with the key in flux-system/sops-age; the cluster's files are encrypted to {wanted}: "
+        f"put the matching key ({where}) there with `{progname()} bootstrap --cluster {target.cluster}`"
     )
 
 
@@ -86,7 +95,7 @@ def bootstrap(
         step("sync", line)
     waited = time.monotonic()
     report.outcome = phases.reconcile(
-        node, target.cluster, target.entry, observe=observe, key_hint=key_hint(facts)
+        node, target.cluster, target.entry, observe=observe, key_hint=key_hint(target, key_dir)
     )
     report.waiting = time.monotonic() - waited
     report.status = status_of(node, target.cluster, target.entry)
@@ -100,12 +109,18 @@ def reconcile(
     *,
     from_phase: str | None = None,
     observe: phases.Observer | None = None,
+    key_dir: Path | None = None,
 ) -> Report:
     """Step 5 again (from ``from_phase`` on), then the status."""
     began = time.monotonic()
     report = Report(target.cluster)
     report.outcome = phases.reconcile(
-        node, target.cluster, target.entry, from_phase=from_phase, observe=observe
+        node,
+        target.cluster,
+        target.entry,
+        from_phase=from_phase,
+        observe=observe,
+        key_hint=key_hint(target, key_dir),
     )
     report.waiting = time.monotonic() - began
     report.status = status_of(node, target.cluster, target.entry)

@@ -13,6 +13,7 @@ from typing import Any
 
 from fluxops.bootstrap.node import Node
 from fluxops.bootstrap.phases import plan_phases
+from fluxops.progname import progname
 from fluxops.sim.cli_common import human_age
 
 
@@ -67,6 +68,12 @@ def _age(stamp: str, now: dt.datetime) -> str:
 def status_of(node: Node, cluster: str, entry: str = "flux-system") -> ClusterStatus:
     """Read the cluster's Kustomizations from the node, in apply order."""
     items = node.kustomizations()
+    if not items:
+        return ClusterStatus(
+            cluster,
+            node.name,
+            error=f"no Flux Kustomization: not bootstrapped (`{progname()} bootstrap -c {cluster}`)",
+        )
     levels = {r.name: r.level for r in plan_phases(items, entry, cluster) if r.state != "skipped"}
     now = dt.datetime.now(dt.UTC)
     rows = []

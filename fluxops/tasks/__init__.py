@@ -14,13 +14,16 @@ def namespace() -> Collection:
     ``invoke.yaml`` works; a repository's ``invoke.yaml`` overrides them key by key.
     """
     from fluxops.defaults import DEFAULTS
-    from fluxops.tasks import demo, inventory, keys, layout, node, play, rehearse, sandbox, secrets
+    from fluxops.tasks import bootstrap, demo, inventory, keys, layout, node, play, rehearse, sandbox, secrets
 
     ns = Collection()
     ns.configure({"fluxops": copy.deepcopy(DEFAULTS)})
     ns.add_task(demo.demo)
     ns.add_task(play.play)
     ns.add_task(rehearse.rehearse)
+    ns.add_task(bootstrap.bootstrap)
+    ns.add_task(bootstrap.reconcile)
+    ns.add_task(bootstrap.status)
     ns.add_collection(Collection.from_module(inventory, name="inventory"))
     ns.add_collection(Collection.from_module(sandbox, name="sandbox"))
     ns.add_collection(Collection.from_module(keys, name="keys"))
