@@ -24,6 +24,7 @@ keeps two rotations or re-keys from running at once.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import shutil
@@ -43,7 +44,7 @@ from fluxops.secrets.sops import KeySource, Sops, parallel
 from fluxops.secrets.walk import encrypted_files, inspect_cluster
 
 JOURNAL_VERSION = 1
-PUSH_UNAVAILABLE = "putting keys into a cluster is not available yet (it comes with bootstrap)"
+PUSH_UNAVAILABLE = "the keys cannot be put into the cluster from here"
 
 STEPS: dict[int, str] = {
     1: "generate the new key (pending, 0600)",
@@ -73,14 +74,29 @@ class PushUnavailable(FluxopsError):
     """Putting keys into a cluster is not possible (yet, or from here)."""
 
 
-def push_keys(cluster: str, key_files: list[Path]) -> str:
-    """Put the keys of ``key_files`` into the cluster's ``flux-system/sops-age`` secret (stdin only).
+def push_keys(
+    cluster: str,
+    key_files: list[Path],
+    *,
+    root: Path | None = None,
+    inventory: Path | None = None,
+    open_node: Callable[[Any], Any] | None = None,
+) -> str:
+    """Put the keys of ``key_files`` into the cluster's ``flux-system/sops-age`` secret (stdin only) on
+    the cluster's server, then reconcile every phase to prove Flux still decrypts
+    (:func:`fluxops.bootstrap.rotation_push.push`); what was done.
 
-    The boundary the bootstrap work fills: read each key file, send it on stdin to
-    ``kubectl create secret generic sops-age -n flux-system --from-file=<cluster>.agekey=/dev/stdin
-    --dry-run=client -o yaml | kubectl apply -f -`` on a node of the cluster. Not available yet.
+    ``root`` is the repository (a :class:`Rotation` binds its own); the server comes from
+    ``inventory`` (default: the one the repository's tasks use). Any failure is PushUnavailable.
     """
-    raise PushUnavailable(PUSH_UNAVAILABLE)
+    if root is None:
+        raise PushUnavailable(f"{PUSH_UNAVAILABLE}: no repository given")
+    from fluxops.bootstrap import rotation_push
+
+    try:
+        return rotation_push.push(root, cluster, key_files, inventory=inventory, open_node=open_node)
+    except FluxopsError as exc:
+        raise PushUnavailable(f"{PUSH_UNAVAILABLE}: {exc}") from None
 
 
 def _now() -> str:
@@ -178,6 +194,7 @@ class Rotation:
     report: Report = print
     on_step: StepHook = _no_step  # observers: called after a step is committed ...
     on_file: FileHook = _no_file  # ... and after each file a step changed (step, files so far)
+    inventory: Path | None = None  # where push_keys finds the cluster's server (default: the tasks')
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).absolute()
@@ -188,6 +205,8 @@ class Rotation:
         self.current_file = keystore.key_path(self.key_dir, self.cluster)
         self.pending_file = keystore.pending_path(self.key_dir, self.cluster)
         self._empty_home: Path | None = None
+        if self.push is push_keys:
+            self.push = functools.partial(push_keys, root=self.root, inventory=self.inventory)
 
     # -- planning --------------------------------------------------------------------------
 
