@@ -170,6 +170,39 @@ def test_text_draws_lab_components_under_their_phase_after_what_they_depend_on()
     assert found["infrastructure-config"]["flags"] == "health: metallb-config, traefik-config"
 
 
+def test_components_are_drawn_under_their_phase_and_a_stuck_one_says_why() -> None:
+    cluster = made_up()
+    net = next(p for p in cluster.phases if p.name == "net")
+    net.obj["spec"]["healthChecks"] = [{"kind": "Kustomization", "name": "dns"}]
+    net.obj["spec"].pop("wait")
+    net.objects = [
+        {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "metadata": {"name": n}}
+        for n in ("vpn", "dns")
+    ]
+    cluster.phases += [phase("dns", ("base",)), phase("vpn", ("dns", "gone"))]
+    cluster.phases.append(phase("shop", ("dns",)))  # a phase after a component: after the phase
+    text = tree_text.text(cluster)
+    found = heads(text)
+    assert text.splitlines()[0].startswith("cluster edge  (6 phases, 2 components on 3 levels")
+    assert found["net"]["flags"] == "health: dns, sops"
+    assert found["dns"] == {
+        "glyphs": "│   ├",
+        "badge": tree_text.COMPONENT_BADGE,
+        "flags": "wait",
+        "path": "./deploy/dns",
+        "after": "base",
+    }
+    assert found["vpn"]["glyphs"] == "│   └" and found["vpn"]["badge"] == tree_text.STUCK_BADGE
+    assert (
+        found["vpn"]["after"] == "dns, gone (missing)  never applied: the cluster has no Kustomization gone"
+    )
+    assert found["shop"]["badge"] == "③" and found["web"]["badge"] == "③"
+    lines = text.splitlines()
+    assert lines.index(next(x for x in lines if " ② net " in x)) < lines.index(
+        next(x for x in lines if " · dns " in x)
+    )
+
+
 def test_text_levels_come_from_depends_on_not_names() -> None:
     assert tree_text.text(made_up()) == "\n".join(
         [
