@@ -47,7 +47,7 @@ def shadow_tree(overlay: Overlay) -> Iterator[tuple[Path, Path]]:
 
     Removed on exit; only links and the one file are created, nothing is copied.
     """
-    top = Path(tempfile.mkdtemp(prefix="fluxops-flux-build-"))
+    top = Path(tempfile.mkdtemp(prefix="fluxops-flux-build-", dir=_scratch()))
     try:
         real, fake = overlay.root, top
         for part in overlay.folder.relative_to(overlay.root).parts:
@@ -59,6 +59,15 @@ def shadow_tree(overlay: Overlay) -> Iterator[tuple[Path, Path]]:
         yield top, fake
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def _scratch() -> str | None:
+    """Where shadow trees go: memory-backed /dev/shm when writable (links and one small file; a
+    disk file system journals every one), else the system's temporary folder. TMPDIR wins."""
+    if os.environ.get("TMPDIR"):
+        return None
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
 
 
 def _link_entries(real: Path, fake: Path, skip: set[str]) -> None:

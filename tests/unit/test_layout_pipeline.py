@@ -4,10 +4,13 @@ phase waiting for another's object is retried, folders are built once (real kust
 
 from __future__ import annotations
 
+import os
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from fluxops.layout.kustomize import BUILD_FLAGS, kubectl
@@ -135,3 +138,23 @@ def test_a_failed_build_is_reported_at_the_folder_where_it_fails(tmp_path: Path)
     builds = [(f.code, f.file) for f in tree.findings.errors]
     assert builds == [("build", "base/kustomization.yaml")]  # not at the apps Kustomization too
     assert not tree.builds[(root / "base").resolve()].ok
+
+
+def test_shadow_trees_go_to_memory_unless_tmpdir_says_where(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from fluxops.layout import overlay
+
+    monkeypatch.delenv("TMPDIR", raising=False)
+    shm_usable = os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK)
+    assert overlay._scratch() == ("/dev/shm" if shm_usable else None)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile reads TMPDIR again
+    assert overlay._scratch() is None  # tempfile then takes TMPDIR, as it does everywhere else
+    source = tmp_path / "repo"
+    (source / "app").mkdir(parents=True)
+    (source / "app" / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
+    made = overlay.Overlay(root=source, folder=source / "app", filename="kustomization.yaml", text="{}")
+    with overlay.shadow_tree(made) as (top, _):
+        assert top.parent == tmp_path
+    assert not top.exists()
