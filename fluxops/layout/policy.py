@@ -48,6 +48,8 @@ RULES: dict[str, str] = {
     "crd-order": "a custom resource's phase depends on the phase installing its CRD (an error, where Flux's "
     "rules warn); a CRD in no phase is an error unless a phase it depends on installs charts (warning)",
     "no-legacy-folders": "no infrastructure/ folder beside the clusters' folder's parent",
+    "no-kustomization": "every folder a Kustomization builds has its own kustomization.yaml, so plain "
+    "kustomize builds it as Flux does (warning)",
 }
 
 
@@ -70,6 +72,14 @@ def _check_fluxops_phases(tree: Tree, findings: Findings) -> None:
         _crds_outside(tree, cluster, findings)
         for issue in crd_ordering(cluster, tree.root_objects(cluster.name)):
             _crd_order(tree, cluster, issue, findings)
+    for cluster, folder, where_ in tree.generated:
+        findings.warning(
+            "no-kustomization",
+            f"{folder} has no kustomization.yaml; Flux generates one from every manifest below it "
+            f"(policy {FLUXOPS_PHASES})",
+            cluster=cluster,
+            **where_,
+        )
     _legacy(tree, findings)
 
 

@@ -56,7 +56,8 @@ class Tree:
     """A loaded tree: sources, clusters with built phases, every build, and loading findings.
 
     ``discovered`` holds every cluster found (``clusters`` only the loaded ones); ``sources_of`` the
-    source each phase was built from.
+    source each phase was built from; ``generated`` the folders built with the kustomization Flux
+    generates (cluster, folder, where).
     """
 
     repo: Repo
@@ -73,6 +74,7 @@ class Tree:
     discovered: dict[str, Path] = field(default_factory=dict)
     artifacts: ArtifactStore = field(default_factory=ArtifactStore)
     sources_of: dict[PhaseKey, Resolved] = field(default_factory=dict)
+    generated: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
     _rels: dict[Path, str] = field(default_factory=dict, repr=False)
     _templates: dict[str, list[_Template]] | None = field(default=None, repr=False)
@@ -507,13 +509,8 @@ def _plan_phase(
         return True
     phase.folder = flux_plan.folder
     if _reach_plan(tree, flux_plan, used, plain, {"cluster": cluster.name, "phase": phase.name}):
-        tree.findings.warning(
-            "no-kustomization",
-            f"{tree.rel(flux_plan.folder)} has no kustomization.yaml; Flux generates one from every manifest "
-            "below it",
-            cluster=cluster.name,
-            **phase.where,
-        )
+        # valid Flux (it generates one): only the repository's policy may ask for the file
+        tree.generated.append((cluster.name, tree.rel(flux_plan.folder), dict(phase.where)))
     return True
 
 

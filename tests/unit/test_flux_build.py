@@ -411,7 +411,9 @@ def test_tree_phases_hold_what_flux_applies(tmp_path: Path) -> None:
             "data": {"url": "https://demo.example.com", "tier": "gold"},
         }
     ]
-    assert [f.code for f in tree.findings.warnings] == ["no-kustomization"]
+    # valid Flux: no finding of its own; the folder is recorded for a repository policy that asks for the file
+    assert tree.findings.warnings == []
+    assert [(c, folder) for c, folder, _ in tree.generated] == [("demo", apps.path.removeprefix("./"))]
 
 
 def test_tree_reports_a_missing_substitute_from_at_its_line(tmp_path: Path) -> None:

@@ -68,6 +68,11 @@ def _crds_no_prune(root: Path) -> None:
     edit(root, "k8s/clusters/lab/crds.yaml", "prune: true", "prune: false")
 
 
+def _crds_without_kustomization(root: Path) -> None:
+    """Valid Flux (it generates the file), but plain kustomize would not build the folder as Flux does."""
+    (root / "k8s/base/crds/kustomization.yaml").unlink()
+
+
 CASES: list[tuple[str, Callable[[Path], None], str, str, str, str]] = [
     # (rule, break the tree, severity, file, the line's text, words in the message)
     (
@@ -97,6 +102,14 @@ CASES: list[tuple[str, Callable[[Path], None], str, str, str, str]] = [
     ("apps-nonblocking", _apps_wait, "warning", "lab/apps.yaml", "wait: true", "apps should not wait"),
     ("prune", _crds_no_prune, "warning", "lab/crds.yaml", "prune: false", "prune: true"),
     ("phase-names", _cr_before_crd, "warning", "lab/extras.yaml", "name: extras", "extras is not a phase"),
+    (
+        "no-kustomization",
+        _crds_without_kustomization,
+        "warning",
+        "lab/crds.yaml",
+        "kustomize.toolkit.fluxcd.io",
+        "k8s/base/crds has no kustomization.yaml",
+    ),
 ]
 
 
