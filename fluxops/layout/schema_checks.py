@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from fluxops.layout.findings import Findings
+from fluxops.layout.findings import Findings, listing
 from fluxops.layout.locate import label, where
 from fluxops.layout.model import Cluster, Phase
 from fluxops.layout.schemas import SchemaChecker, crd_objects
@@ -28,19 +28,21 @@ def check_schemas(tree: Tree, cluster: Cluster, checker: SchemaChecker, findings
         )
     items: list[tuple[Phase | None, dict[str, Any]]] = [(p, p.obj) for p in cluster.phases]
     items += [(p, o) for p in cluster.phases for o in p.objects]
+    unknown: dict[tuple[Any, ...], tuple[dict[str, Any], list[str]]] = {}
     for phase, obj in items:
         problems = checker.check(obj, catalog)
         if problems is None:
-            findings.warning(
-                "schema-unknown",
-                f"{label(obj)}: {UNKNOWN} ({obj.get('apiVersion')} {obj.get('kind')})",
-                **where(tree, cluster, phase, obj, "kind"),
-            )
+            # one warning per place and kind: a component used by many apps is named once, with its objects
+            at = where(tree, cluster, phase, obj, "kind")
+            key = (at.get("file"), at.get("line"), obj.get("apiVersion"), obj.get("kind"))
+            unknown.setdefault(key, (at, []))[1].append(label(obj))
             continue
         for problem in problems:
             add = findings.error if problem.severity == "error" else findings.warning
             code = "api-version" if problem.path[:1] == ("apiVersion",) else "schema"
             add(code, f"{label(obj)}: {problem.message}", **where(tree, cluster, phase, obj, *problem.path))
+    for (_, _, api_version, kind), (at, labels) in unknown.items():
+        findings.warning("schema-unknown", f"{listing(labels)}: {UNKNOWN} ({api_version} {kind})", **at)
 
 
 def cluster_crds(tree: Tree, cluster: Cluster) -> list[tuple[dict[str, Any], str]]:

@@ -353,6 +353,25 @@ def test_kinds_without_a_crd_in_the_repository_are_warnings(
             assert any(kind in w.message for w in findings.warnings), f"{name}: no warning for {kind}"
 
 
+def test_a_component_used_by_many_apps_draws_one_schema_warning_naming_its_objects(tmp_path: Path) -> None:
+    """The volsync component's ReplicationSource, built for radarr and a copy of it (sonarr): one warning
+    at the component's line, listing both objects, instead of one per app."""
+    root = copy_fixture("home-ops", tmp_path / "repo")
+    apps = root / "kubernetes/apps/default"
+    shutil.copytree(apps / "radarr", apps / "sonarr")
+    for path in (apps / "sonarr").rglob("*.yaml"):
+        path.write_text(path.read_text(encoding="utf-8").replace("radarr", "sonarr"), encoding="utf-8")
+    kustomization = apps / "kustomization.yaml"
+    text = kustomization.read_text(encoding="utf-8")
+    radarr = "  - ./radarr/ks.yaml\n"
+    kustomization.write_text(text.replace(radarr, radarr + radarr.replace("radarr", "sonarr")))
+    _, findings = validate(root)
+    assert findings.errors == [], listing(findings)
+    [hit] = [w for w in findings.warnings if "ReplicationSource" in w.message]
+    assert hit.file == "kubernetes/components/volsync/replicationsource.yaml"
+    assert "ReplicationSource default/radarr, ReplicationSource default/sonarr:" in hit.message
+
+
 def test_kinds_whose_crd_is_in_the_repository_are_checked_silently(
     validated: Callable[[str], tuple[Tree, Findings]],
 ) -> None:
