@@ -17,16 +17,10 @@ from fluxops.files import atomic_write, exclusive
 from fluxops.masking import Secret
 from fluxops.progname import progname
 from fluxops.secrets import keys, keystore, manifests, rules, walk
+from fluxops.secrets.destination import default_dest
 from fluxops.secrets.encrypted import RESTORE, double_encrypted, inspect
 from fluxops.secrets.manifests import SOPS_SUFFIX, SecretSpec
 from fluxops.secrets.sops import KeySource, Sops, parallel
-
-DEFAULT_FOLDER = "infrastructure-config"
-
-
-def default_dest(root: Path, cluster: str, name: str) -> Path:
-    """Default file of ``secrets.new``: ``k8s/clusters/<c>/infrastructure-config/<name>.sops.yaml``."""
-    return Path(root) / clusters.CLUSTERS_DIR / cluster / DEFAULT_FOLDER / f"{name}{SOPS_SUFFIX}"
 
 
 def cluster_secret_files(root: Path, cluster: str) -> list[Path]:
@@ -63,9 +57,9 @@ class NewSecret:
     added: bool
 
 
-def _resolve_dest(root: Path, cluster: str, name: str, dest: str | Path | None) -> Path:
+def _resolve_dest(root: Path, cluster: str, name: str, namespace: str, dest: str | Path | None) -> Path:
     tree = clusters.cluster_dir(root, cluster).absolute()
-    path = default_dest(root, cluster, name) if dest is None else Path(dest)
+    path = default_dest(root, cluster, name, namespace) if dest is None else Path(dest)
     if not path.is_absolute():
         path = Path(root) / path
     path = Path(os.path.normpath(path.absolute()))
@@ -102,7 +96,7 @@ def new(
     root = Path(root).absolute()
     manifests.check_name(name)
     manifests.check_name(namespace, "namespace")
-    path = _resolve_dest(root, cluster, name, dest)
+    path = _resolve_dest(root, cluster, name, namespace, dest)
     if path.exists() and not force:
         raise SecretsError(
             f"{path} already exists; edit it with `{progname()} secrets.edit {path}` or pass --force"

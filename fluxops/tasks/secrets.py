@@ -57,8 +57,8 @@ def _stdin_value(key: str) -> Any:
         "from_stdin": "KEY: one value read from stdin (asked without echo on a terminal)",
         "from_literal": "KEY=VALUE, repeatable; refused without --allow-argv (ps and history show it)",
         "allow_argv": "accept --from-literal values although they show in the process list",
-        "dest": "file to write, relative to the current directory "
-        "(default k8s/clusters/<cluster>/infrastructure-config/<name>.sops.yaml)",
+        "dest": "file to write, relative to the current directory (default: NAME.sops.yaml in the "
+        "cluster's one folder that Flux decrypts into --namespace)",
         "force": "replace an existing file",
     },
     positional=["name"],

@@ -67,6 +67,42 @@ def test_new_writes_only_ciphertext_and_references_it(repo: Path, key_dir: Path,
     assert secrets_check.check(repo) == []
 
 
+FLUX_WEB = """\
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: web
+  namespace: flux-system
+spec:
+  path: ./k8s/clusters/lab/apps/web
+  targetNamespace: web
+  decryption:
+    provider: sops
+    secretRef:
+      name: sops-age
+"""
+
+
+def test_new_goes_to_the_folder_flux_decrypts_for_its_namespace(repo: Path, key_dir: Path) -> None:
+    """Flux decrypts only what a Kustomization with spec.decryption applies: the default folder is the
+    one that decrypts into the Secret's namespace; for a namespace none does, nothing is written."""
+    web = repo / "k8s/clusters/lab/apps/web"
+    web.mkdir(parents=True)
+    kustomize = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+    (web / "kustomization.yaml").write_text(kustomize)
+    (repo / "k8s/clusters/lab/apps/ks.yaml").write_text(FLUX_WEB)
+    before = snapshot(repo)
+    with pytest.raises(FluxopsError) as refused:
+        repository.new(repo, key_dir, "lab", "db", "other", literals=["k=v"])
+    message = str(refused.value)
+    assert "no folder of cluster lab that Flux decrypts applies into namespace other" in message
+    assert "k8s/clusters/lab/apps/web (web)" in message and "--dest" in message
+    assert snapshot(repo) == before
+    done = repository.new(repo, key_dir, "lab", "db", "web", literals=["k=v"])
+    assert done.path == web / "db.sops.yaml" and done.kustomization == web / "kustomization.yaml"
+    assert is_encrypted(done.path) and "- db.sops.yaml" in done.kustomization.read_text()
+
+
 def test_new_with_dest_in_a_subfolder_uses_the_nearest_kustomization(repo: Path, key_dir: Path) -> None:
     dest = f"{IC.format('phx')}/twingate/connector.sops.yaml"
     done = repository.new(repo, key_dir, "phx", "twingate", "twingate", literals=["t=1"], dest=dest)
