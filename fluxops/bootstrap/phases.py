@@ -190,10 +190,10 @@ def reconcile(
     observe: Observer | None = None,
     key_hint: str = "",
 ) -> Outcome:
-    """Step 5: the entry with its source, then round by round the phases whose dependencies are done
-    (one round: one level of the dependsOn graph, reconciled in parallel). The graph is read from the
-    node again after each round: a phase may apply Kustomizations of its own. With ``from_phase``,
-    that phase and the levels after it only."""
+    """Step 5: the entry with its source, then round by round every phase whose dependencies are all
+    done, reconciled in parallel (a round is a level of the dependsOn graph). The graph is read from
+    the node again after each round: a phase may apply Kustomizations of its own, which join the
+    first round their dependencies allow. With ``from_phase``, that phase and the levels after it."""
     lock = threading.Lock()
 
     def seen(run: PhaseRun) -> None:
@@ -226,12 +226,10 @@ def reconcile(
     level = 0
     while True:
         planned = [r for r in plan_phases(node.kustomizations(), entry, cluster) if r.name not in done]
-        ready = [r for r in planned if r.state == "pending"]
-        if not ready or outcome.stopped_at:
+        batch = [r for r in planned if r.state == "pending" and all(d in done for d in r.depends_on)]
+        if not batch or outcome.stopped_at:
             break
-        lowest = min(r.level for r in ready)
         level += 1
-        batch = [r for r in ready if r.level == lowest]
         for run in batch:
             run.level = level
         _run_batch(node, batch, seen)

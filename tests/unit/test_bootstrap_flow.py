@@ -221,7 +221,7 @@ def plant_early(root: Path) -> None:
     (lab / "early" / "kustomization.yaml").write_text("resources:\n  - widget.yaml\n")
     ks = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
           "metadata": {"name": "early", "namespace": "flux-system"},
-          "spec": {"interval": "30m", "timeout": "1m", "path": "./k8s/clusters/lab/early", "prune": True,
+          "spec": {"interval": "30m", "timeout": "10m", "path": "./k8s/clusters/lab/early", "prune": True,
                    "wait": True, "dependsOn": [{"name": "crds"}],
                    "sourceRef": {"kind": "GitRepository", "name": "flux-system"}}}  # fmt: skip
     (lab / "early.yaml").write_text(yaml.safe_dump(ks, sort_keys=False))
