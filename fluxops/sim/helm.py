@@ -13,6 +13,12 @@ In helm-controller v1.4's order (``reconcileRelease``):
 4. install (upgrade after a change): the release's namespace must exist unless
    ``install.createNamespace``, which creates it (as ``helm install --create-namespace``); success
    is ``InstallSucceeded`` / ``UpgradeSucceeded``.
+5. a release whose chart values name an in-cluster Service (``name.namespace.svc...``) that does not
+   exist is ``InstallFailed`` with ``context deadline exceeded``: on a real node its pods cannot
+   reach that Service, never turn ready, and helm's wait times out (the deadlock
+   ``fluxops.layout.references`` finds offline; the same analysis names the Service here). A Service
+   exists when the API holds it or when a HelmRelease there would create it (a chart's Services are
+   named after its release).
 
 The chart is never pulled or rendered: nothing it would install reaches the simulated API.
 """
@@ -25,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from fluxops.layout.references import creations, references
 from fluxops.sim import conditions as cond
 from fluxops.sim.api import meta, name_of
 from fluxops.sim.clock import parse_duration
@@ -173,6 +180,28 @@ def _dependency_problem(view: State, obj: dict[str, Any]) -> str | None:
     return None
 
 
+def missing_service(view: State, obj: dict[str, Any], values: dict[str, Any]) -> str | None:
+    """The first in-cluster Service (``.svc`` name) the release's values name that nothing provides."""
+    for ref in references(obj, chart=(values, [])):
+        if ref.kind != "Service" or ref.optional or ".svc" not in ref.text:
+            continue
+        if view.get("", "Service", ref.namespace, ref.name) is not None:
+            continue
+        releases = view.list(GROUP, "HelmRelease")
+        if any(c.covers(ref) for r in releases for c in creations(r, resolve_or_empty(view, r))):
+            continue
+        return f"it refers to Service {ref.namespace}/{ref.name} ({ref.text}), which does not exist"
+    return None
+
+
+def resolve_or_empty(view: State, obj: dict[str, Any]) -> dict[str, Any]:
+    """The release's values, or none when they do not resolve (for naming what it creates)."""
+    try:
+        return resolve_values(view, obj)
+    except ValueError:
+        return {}
+
+
 def reconcile_release(ctx: Context, view: State, obj: dict[str, Any]) -> Result:
     """One helm-controller reconcile of a HelmRelease."""
     now = ctx.now
@@ -215,7 +244,7 @@ def reconcile_release(ctx: Context, view: State, obj: dict[str, Any]) -> Result:
         message = f"HelmChart '{chart_ns}/{template['metadata']['name']}' is not ready: {detail}"
         return fail("SourceNotReady", message, HELM_REQUEUE_DEPENDENCY)
     try:
-        resolve_values(view, obj)
+        values = resolve_values(view, obj)
     except ValueError as exc:
         return fail("ValuesError", str(exc))
     target_ns, release = release_name(obj)
@@ -236,6 +265,15 @@ def reconcile_release(ctx: Context, view: State, obj: dict[str, Any]) -> Result:
             f'create: failed to create: namespaces "{target_ns}" not found'
         )
         return fail("InstallFailed", message)
+    unreachable = missing_service(view, obj, values)
+    if unreachable is not None:
+        chart_name_only, _, version = chart_label.partition("@")
+        verb = "upgrade" if upgrading else "install"
+        message = (
+            f"Helm {verb} failed for release {target_ns}/{release} with chart {chart_name_only}@{version}: "
+            f"context deadline exceeded ({unreachable}: its pods never turn ready)"
+        )
+        return fail("UpgradeFailed" if upgrading else "InstallFailed", message)
     generation = meta(obj).get("generation")
     if upgrading and history[0].get("observedGeneration") == generation:
         cond.finalize(obj, status, now)

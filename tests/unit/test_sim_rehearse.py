@@ -220,6 +220,27 @@ def test_a_substitution_variable_with_no_value_fails_a_phase_nothing_waits_for(r
     assert result.ok  # wait: false and nothing depends on it: reported, the rehearsal passes
 
 
+def test_the_old_lab_tree_deadlocks_at_infrastructure_on_a_service_only_apps_creates(tmp_path: Path) -> None:
+    """helm-controller's wait: the AdGuard webhook's pods cannot reach adguard.adguard.svc, so the
+    external-dns release times out; infrastructure (wait: true) never turns Ready and apps, which
+    would create that Service, is never applied - the deadlock layout.validate reports offline."""
+    root = tmp_path / "old-lab"
+    shutil.copytree(REPO / "tests/reference_fixtures/old-lab", root)
+    commit(root, {}, "the lab tree before the deadlock was fixed")
+    result = run(root, None)
+    assert not result.ok
+    release = first_failure(result, "external-dns")
+    assert release.reason in ("SourceNotReady", "InstallFailed")
+    installs = [e for e in result.events if e.name == "external-dns" and e.reason == "InstallFailed"]
+    assert installs and "context deadline exceeded" in installs[0].message
+    assert "Service adguard/adguard (http://adguard.adguard.svc.cluster.local:3000)" in installs[0].message
+    infrastructure = first_failure(result, "infrastructure")
+    assert infrastructure.reason == "HealthCheckFailed" and "HelmRelease/flux-system/external-dns" in (
+        infrastructure.message
+    )
+    assert phase(result, "apps").message == "dependency 'flux-system/infrastructure' is not ready"
+
+
 def invoke(root: Path, key_dir: Path, *argv: str) -> tuple[int, str]:
     """``invoke rehearse ...`` in ``root`` with the store ``key_dir``; (exit code, stdout)."""
     import contextlib
