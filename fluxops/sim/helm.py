@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from fluxops.layout.merge import merge_maps
 from fluxops.layout.references import creations, references
 from fluxops.sim import conditions as cond
 from fluxops.sim.api import meta, name_of
@@ -144,18 +145,9 @@ def resolve_values(view: State, obj: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(
                 _values_error(kind, namespace, name, key, optional, "failed to read values data")
             )
-        merged = _merge(merged, values)
+        merged = merge_maps(merged, values)
     inline = spec.get("values")
-    return _merge(merged, inline if isinstance(inline, dict) else {})
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = (
-            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        )
-    return out
+    return merge_maps(merged, inline if isinstance(inline, dict) else {})
 
 
 def _set_path(values: dict[str, Any], path: str, value: str) -> None:
