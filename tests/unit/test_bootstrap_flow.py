@@ -263,3 +263,35 @@ def test_the_commands_run_as_root_need_no_sudo_and_others_do(tmp_path: Path) -> 
     assert remote(local(), "root", False).sudo is False
     assert remote(local(), "deploy", True).sudo is True
     assert os.environ.get("FLUXOPS_SIM_PREFIX") is None  # the fixtures never leak the prefix to us
+
+
+class DroppingShell:
+    """The local shell, whose connection drops at the first ``flux reconcile`` of ``phase``."""
+
+    name = "dropping"
+
+    def __init__(self, phase: str) -> None:
+        from fluxops.shell import local
+
+        self.inner = local()
+        self.phase = phase
+
+    def run(self, argv: Any, **kwargs: Any) -> Any:
+        from fluxops.errors import CommandError
+
+        if "reconcile" in argv and self.phase in argv:
+            raise CommandError("connection lost", host=self.name, argv=tuple(map(str, argv)))
+        return self.inner.run(argv, **kwargs)
+
+
+def test_a_connection_dropped_mid_bootstrap_converges_on_the_rerun(world: World, node_host: SimHost) -> None:
+    from fluxops.errors import CommandError
+
+    target = world.target("lab")
+    dropping = node_host.node()
+    dropping.shell = DroppingShell("infrastructure-config")
+    with pytest.raises(CommandError, match="connection lost"):
+        bootstrap(target, dropping, world.key_dir)
+    report = bootstrap(target, node_host.node(), world.key_dir)
+    assert report.ok and dict(report.steps)["key"] == "secret flux-system/sops-age unchanged"
+    assert report.status is not None and report.status.ok
