@@ -370,7 +370,9 @@ class _HostPlay:
             if tasks[j].register:
                 pending.add(tasks[j].register)
         snippets = [
-            batch.Snippet(_fact_key(key, fact), fact.script) for key, unit in wanted for fact in unit.facts
+            batch.Snippet(_fact_key(key, fact), fact.script, fact.isolated)
+            for key, unit in wanted
+            for fact in unit.facts
         ]
         answers = self._batch(snippets, become, units[u].secrets) if snippets else {}
         for key, unit in wanted:

@@ -83,11 +83,16 @@ class Context:
 
 @dataclass(frozen=True)
 class Fact:
-    """A read of host state: ``script`` runs under ``sh`` on the host; ``parse(stdout, rc)`` is pure."""
+    """A read of host state: ``script`` runs under ``sh`` on the host; ``parse(stdout, rc)`` is pure.
+
+    ``isolated`` runs the script in a subshell of its own (an ``exit``, ``cd`` or syntax error stays
+    inside it); a module's own fixed script, whose arguments are quoted, may run without one.
+    """
 
     key: str
     script: str
     parse: Callable[[str, int], Any]
+    isolated: bool = True
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,24 @@ def test_a_snippet_cannot_disturb_the_others() -> None:
     assert answers["after"] == Answer(f"{os.getcwd()}\n", 0)  # the cd stayed in its subshell
 
 
+def test_a_module_snippet_without_isolation_runs_in_the_script_shell_and_answers_the_same() -> None:
+    """No subshell for a module's own fixed snippet: its output, exit code and stdin/stderr handling are
+    the same; only what it sets stays for later snippets (module snippets set their own variables)."""
+    snippets = [
+        Snippet("set", "v=kept; echo out; echo err >&2; false", isolated=False),
+        Snippet("stdin", "cat", isolated=False),
+        Snippet("isolated sees it", "echo ${v:-unset}"),
+        Snippet("exit", "exit 4"),
+        Snippet("after", "echo alive"),
+    ]
+    answers = run_batch(snippets)
+    assert answers["set"] == Answer("out\n", 1)
+    assert answers["stdin"] == Answer("", 0)
+    assert answers["isolated sees it"] == Answer("kept\n", 0)
+    assert answers["exit"].rc == 4 and answers["after"] == Answer("alive\n", 0)
+    assert "{ eval" in batch.script(snippets, "m") and "( eval 'exit 4' )" in batch.script(snippets, "m")
+
+
 def test_output_cannot_forge_a_frame() -> None:
     forged = f"{batch.MARKER_PREFIX}{'0' * 32} end 0 0"
     snippets = [Snippet("forger", f"echo '{forged}'; echo more"), Snippet("next", "echo next")]

@@ -94,7 +94,7 @@ def file_fact(key: str, path: str, *, content: bool = True, sha256: bool = False
         )
     if content:
         script.append(f'if [ -f "$p" ] && {small}; then echo content:; base64 < "$p"; fi')
-    return Fact(key, "\n".join(script), parse_file_state)
+    return Fact(key, "\n".join(script), parse_file_state, isolated=False)  # fixed script, quoted path
 
 
 def parse_file_state(stdout: str, rc: int) -> FileState:
