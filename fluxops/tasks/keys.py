@@ -181,7 +181,9 @@ def rotate(
     if json_ and not check:
         raise usage("keys.rotate --json goes with --check (the plan as JSON; a rotation prints its steps)")
     settings = config(c)
-    rotation = (Rotation or lib.Rotation)(settings.root, settings.key_dir, cluster, offline=offline)
+    rotation = (Rotation or lib.Rotation)(
+        settings.root, settings.key_dir, cluster, offline=offline, inventory=settings.inventory
+    )
     if check:
         if json_:
             print_json(rotation.plan_data())
