@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,20 +46,33 @@ POWER_OFF = signal.SIGRTMIN + 4  # systemd as PID 1: power off
 CGROUP_PREFIX = "fluxops-sandbox-"
 CGROUP_WAIT = 10.0
 
-# $1 mount point, $2 upper, $3 work, $4 machine name, $5 machine id (UUID), $6 unit to boot, then the
-# host's own cgroup folders: nspawn --keep-unit runs the host in the cgroup it is started in.
+# $1 mount point, $2 upper, $3 work, $4 machine name, $5 machine id (UUID), $6 unit to boot, then
+# nspawn's --bind-ro options; $FLUXOPS_SANDBOX_CGROUPS: the host's own cgroup folders (generated
+# names, no spaces): nspawn --keep-unit runs the host in the cgroup it is started in.
 BOOT = r"""
 set -e
 root=$1 upper=$2 work=$3 machine=$4 uuid=$5 unit=$6
 shift 6
-for cgroup in "$@"; do
+for cgroup in $FLUXOPS_SANDBOX_CGROUPS; do
   mkdir "$cgroup"
   echo $$ > "$cgroup/cgroup.procs"
 done
 mount -t overlay overlay -o "lowerdir=/,upperdir=$upper,workdir=$work" "$root"
 exec systemd-nspawn --quiet --register=no --keep-unit --directory="$root" --machine="$machine" \
-  --uuid="$uuid" --network-veth --boot -- systemd.unit="$unit"
+  --uuid="$uuid" --network-veth "$@" --boot -- systemd.unit="$unit"
 """
+# nspawn mounts a fresh tmpfs on these in the host: what the hosts must run from there is bound in
+MASKED = (Path("/tmp"), Path("/dev/shm"), Path("/run"))
+
+
+def shared_binds() -> list[str]:
+    """``--bind-ro`` options for this fluxops checkout and virtualenv when they lie where nspawn mounts
+    a fresh tmpfs (a clone under /tmp): the hosts run the simulator's commands from them."""
+    import fluxops
+
+    needed = {Path(fluxops.__file__).resolve().parents[1], Path(sys.prefix).resolve()}
+    under = sorted(p for p in needed if any(p.is_relative_to(m) for m in MASKED))
+    return [f"--bind-ro={p}" for p in under if ":" not in str(p)]  # nspawn splits its option at ':'
 
 
 def cgroup_dirs(machine: str) -> list[str]:
@@ -134,14 +148,14 @@ def launch(machine: str, directory: Path, machine_id: str, cgroups: list[str]) -
                 machine,
                 machine_id,
                 TARGET,
-                *cgroups,
+                *shared_binds(),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             start_new_session=True,
             # each host folder is booted by one nspawn only (the record says which): no image lock files
-            env={**os.environ, "SYSTEMD_NSPAWN_LOCK": "0"},
+            env={**os.environ, "SYSTEMD_NSPAWN_LOCK": "0", "FLUXOPS_SANDBOX_CGROUPS": " ".join(cgroups)},
         )
     finally:
         log.close()
