@@ -21,20 +21,10 @@ from fluxops.masking import Secret
 from fluxops.secrets import keystore
 from fluxops.sim import host
 from fluxops.sim.cluster import SimCluster
-from tests.unit.bootstrap_testing import SimHost, World, make_template, make_world, sim_host
+from tests.unit.bootstrap_testing import SimHost, World, sim_host
 from tests.unit.sim_testing import git
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_template(tmp_path_factory.mktemp("bootstrap"))
-
-
-@pytest.fixture
-def world(template: tuple[Path, Path], tmp_path: Path) -> World:
-    return make_world(*template, tmp_path / "world")
 
 
 @pytest.fixture

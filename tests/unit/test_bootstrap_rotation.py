@@ -18,21 +18,11 @@ from fluxops.errors import RotationError
 from fluxops.secrets import keystore, rotation
 from fluxops.secrets.encrypted import file_recipients
 from fluxops.secrets.walk import encrypted_files
-from tests.unit.bootstrap_testing import SimHost, World, make_template, make_world, sim_host
+from tests.unit.bootstrap_testing import SimHost, World, sim_host
 from tests.unit.sim_testing import git
 from tests.unit.sops_testing import decrypts_with
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_template(tmp_path_factory.mktemp("bootstrap-rotation"))
-
-
-@pytest.fixture
-def world(template: tuple[Path, Path], tmp_path: Path) -> World:
-    return make_world(*template, tmp_path / "world")
 
 
 @pytest.fixture

@@ -18,20 +18,10 @@ from invoke import Collection, Program
 from fluxops.defaults import DEFAULTS
 from fluxops.errors import FluxopsError
 from fluxops.tasks import bootstrap as tasks
-from tests.unit.bootstrap_testing import SimHost, World, make_template, make_world, sim_host
+from tests.unit.bootstrap_testing import SimHost, World, sim_host
 from tests.unit.cli_testing import schemas
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_template(tmp_path_factory.mktemp("bootstrap-tasks"))
-
-
-@pytest.fixture
-def world(template: tuple[Path, Path], tmp_path: Path) -> World:
-    return make_world(*template, tmp_path / "world")
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,12 @@ from invoke import Collection, Program
 from fluxops.defaults import DEFAULTS
 from fluxops.errors import FluxopsError
 from fluxops.masking import Secret
-from fluxops.secrets import keys, repository
+from fluxops.secrets import keys
 from fluxops.sim import rehearse_run
 from fluxops.sim.rehearse import Phase, Rehearsal, rehearse
 from fluxops.sim.results import Event
 from fluxops.tasks import rehearse as rehearse_task
+from tests.unit.bootstrap_testing import make_template
 from tests.unit.sim_testing import commit, git
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,28 +32,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A copy of the repository's tree as it is in the working tree (k8s/, .sops.yaml, invoke.yaml) with a
     key per cluster, its secrets re-created for those keys (placeholder values), committed; and the key
     store."""
-    base = tmp_path_factory.mktemp("rehearse")
-    root, key_dir = base / "repo", base / "keys"
-    argv = [
-        "git",
-        "ls-files",
-        "--cached",
-        "--others",
-        "--exclude-standard",
-        "k8s",
-        ".sops.yaml",
-        "invoke.yaml",
-    ]
-    listed = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    for rel in listed:
-        if (REPO / rel).is_file():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, root / rel)
-    for cluster in ("lab", "phx"):
-        keys.generate(root, key_dir, cluster)
-        assert {s.state for s in repository.scaffold(root, key_dir, cluster)} == {"written"}
-    commit(root, {}, "the shipped tree, secrets for test keys")
-    return root, key_dir
+    return make_template(tmp_path_factory.mktemp("rehearse"))
 
 
 @pytest.fixture
