@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from fluxops.layout.merge import merge_maps
-from fluxops.layout.references import creations, references
+from fluxops.layout.references import Creation, creations, references
 from fluxops.sim import conditions as cond
 from fluxops.sim.api import meta, name_of
 from fluxops.sim.clock import parse_duration
@@ -174,13 +174,16 @@ def _dependency_problem(view: State, obj: dict[str, Any]) -> str | None:
 
 def missing_service(view: State, obj: dict[str, Any], values: dict[str, Any]) -> str | None:
     """The first in-cluster Service (``.svc`` name) the release's values name that nothing provides."""
+    charts: list[Creation] | None = None  # the Services the cluster's releases create, read once if needed
     for ref in references(obj, chart=(values, [])):
         if ref.kind != "Service" or ref.optional or ".svc" not in ref.text:
             continue
         if view.get("", "Service", ref.namespace, ref.name) is not None:
             continue
-        releases = view.list(GROUP, "HelmRelease")
-        if any(c.covers(ref) for r in releases for c in creations(r, resolve_or_empty(view, r))):
+        if charts is None:
+            releases = view.list(GROUP, "HelmRelease")
+            charts = [c for r in releases for c in creations(r, resolve_or_empty(view, r))]
+        if any(c.covers(ref) for c in charts):
             continue
         return f"it refers to Service {ref.namespace}/{ref.name} ({ref.text}), which does not exist"
     return None
