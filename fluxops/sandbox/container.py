@@ -72,7 +72,8 @@ def shared_binds() -> list[str]:
 
     needed = {Path(fluxops.__file__).resolve().parents[1], Path(sys.prefix).resolve()}
     under = sorted(p for p in needed if any(p.is_relative_to(m) for m in MASKED))
-    return [f"--bind-ro={p}" for p in under if ":" not in str(p)]  # nspawn splits its option at ':'
+    outer = [p for p in under if not any(p != q and p.is_relative_to(q) for q in under)]  # a venv inside
+    return [f"--bind-ro={p}" for p in outer if ":" not in str(p)]  # nspawn splits its option at ':'
 
 
 def cgroup_dirs(machine: str) -> list[str]:
