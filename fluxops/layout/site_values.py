@@ -233,11 +233,15 @@ class _Locator:
                 continue
         return None
 
-    def scan(self, phase: Phase, value: str, path: tuple[Any, ...]) -> tuple[str, int] | None:
-        """The first line not yet claimed that sets ``value`` under the path's last key.
+    def scan(
+        self, phase: Phase, value: str, path: tuple[Any, ...], *, reuse: bool = False
+    ) -> tuple[str, int] | None:
+        """The first line not yet claimed (any line with ``reuse``) that sets ``value`` under the
+        path's last key.
 
         For values a kustomize patch sets: the phase's own folder is read first, then the
-        cluster's, then the shared files (base).
+        cluster's, then the shared files (base). ``reuse`` is for a value no line of its own sets
+        (kustomize's ``replacements`` copy it from another object): the line that sets it there.
         """
         last_key = next((str(k) for k in reversed(path) if isinstance(k, str)), "")
         item = bool(path) and isinstance(path[-1], int)
@@ -247,7 +251,7 @@ class _Locator:
         for file in ordered:
             for number, line in enumerate(self.lines(file), 1):
                 head, key, text, _ = split_line(line)
-                if (file, number) in self.claimed or not token.search(text):
+                if ((file, number) in self.claimed and not reuse) or not token.search(text):
                     continue
                 named = key.rstrip().rstrip(":").strip("'\"") == last_key
                 if named or (item and not key and head.rstrip().endswith("-")):
@@ -309,7 +313,8 @@ def read_site_values(tree: Tree, cluster: Cluster) -> list[SiteValue]:
 
     A value is located in the document that sets it (the object's file, or the values file of a
     chart's ConfigMap); one a kustomize patch sets is found by its key and value in the files,
-    each line given to one value only.
+    each line given to one value only; one that no line sets (``replacements`` copy it from
+    another object) is given the line that sets it there.
     """
     locator = _Locator(tree, cluster)
     pending = _pending(tree, cluster, locator)
@@ -320,6 +325,9 @@ def read_site_values(tree: Tree, cluster: Cluster) -> list[SiteValue]:
             places[i] = locator.scan(item.phase, item.value, item.path)
             if places[i] is not None:
                 locator.claimed.add(places[i])  # type: ignore[arg-type]
+    for i, item in enumerate(pending):
+        if places[i] is None:  # copied by kustomize from a value another line sets
+            places[i] = locator.scan(item.phase, item.value, item.path, reuse=True)
     result = []
     for item, place in zip(pending, places, strict=True):
         if place is None:

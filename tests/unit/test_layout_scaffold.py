@@ -116,8 +116,8 @@ def test_the_issue_edge_example_is_flagged_until_its_values_are_given(repo: Path
         ("lb-ip-outside-pool", f"{edge}/infrastructure/adguard/service.yaml:24"),
         ("lb-ip-outside-pool", f"{edge}/infrastructure/traefik/values.yaml:21"),
         ("node-pin", f"{edge}/infrastructure/metallb/kustomization.yaml:18"),
-        ("node-pin", f"{edge}/storage/storage-classes.yaml:23"),
-        ("node-pin", f"{edge}/storage/storage-classes.yaml:44"),
+        ("node-pin", f"{edge}/storage/storage-classes.yaml:25"),
+        ("node-pin", f"{edge}/storage/storage-classes.yaml:45"),
     ], _messages(errors)
     by_code = {f.code: f.message for f in sorted(errors, key=lambda f: f.where)}
     assert "192.168.8.200" in by_code["lb-ip-outside-pool"] and EDGE_POOL in by_code["lb-ip-outside-pool"]
