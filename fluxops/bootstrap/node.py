@@ -1,7 +1,9 @@
 """kubectl and flux on a cluster's server, over any :class:`fluxops.shell.Shell`.
 
-On a real or sandbox host the commands are ``kubectl`` and ``flux`` on the host's PATH with the k3s
-kubeconfig, under ``sudo -n`` when the login user is not root; :func:`simulated` runs the simulator's
+On a real or sandbox host the commands are ``k3s kubectl`` and ``flux`` on the host's PATH with the k3s
+kubeconfig, under ``sudo -n`` when the login user is not root (``k3s kubectl`` rather than ``kubectl``:
+k3s' installer skips its ``kubectl`` link when another kubectl is on PATH, and that one may be any
+version, or a cloud SDK's wrapper); :func:`simulated` runs the simulator's
 commands (``python -m fluxops.sim.kubectl|flux``) on a local node folder, for tests.
 """
 
@@ -118,8 +120,8 @@ class Node:
 
 
 def remote(shell: Shell, user: str, become: bool) -> Node:
-    """The node behind an SSH shell: kubectl and flux on PATH, sudo unless the user is root."""
-    return Node(shell, sudo=become or user != "root")
+    """The node behind an SSH shell: k3s and flux on PATH, sudo unless the user is root."""
+    return Node(shell, kubectl_argv=("k3s", "kubectl"), sudo=become or user != "root")
 
 
 def for_host(connections: Connections, host: Host) -> Node:

@@ -16,7 +16,7 @@ from fluxops.bootstrap.key import put_key
 from fluxops.bootstrap.node import Node
 from fluxops.bootstrap.plan import Plan, plan
 from fluxops.bootstrap.preflight_local import preflight_local
-from fluxops.bootstrap.preflight_remote import preflight_remote
+from fluxops.bootstrap.preflight_remote import pinned_flux_version, preflight_remote
 from fluxops.bootstrap.status import ClusterStatus, status_of
 from fluxops.bootstrap.target import Target
 from fluxops.errors import FluxopsError
@@ -83,7 +83,7 @@ def bootstrap(
     facts = preflight_local(target, key_dir, allow_unpushed=allow_unpushed)
     pushed = f"commit {facts.commit[:12]} on {target.url} {target.branch}" if facts.pushed else "not checked"
     step("local preflight", f"key {facts.public_key[:16]}..., tree valid, {pushed}")
-    remote = preflight_remote(node, target.cluster)
+    remote = preflight_remote(node, target.cluster, pinned_flux_version(target))
     step("remote preflight", f"{node.name}: node {', '.join(remote.nodes)} Ready, flux {remote.flux_version}")
     if check:
         report.plan = plan(node, target, facts)
