@@ -8,25 +8,22 @@ import hashlib
 import io
 import json
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 from ruamel.yaml import YAML
 
-import fluxops
 from fluxops import inventory as inv
 from fluxops import node, sandbox
 from fluxops.runner import inventory_play, recap
 from fluxops.runner.execute import Options
 from fluxops.runner.results import Report, TaskResult
 from fluxops.shell import RemoteShell
-from tests.standins import artifacts
+from fluxops.sim import artifacts
 
 REPO = Path(__file__).resolve().parent.parent
 PLAYBOOK = REPO / node.PLAYBOOK
@@ -65,26 +62,9 @@ def versions(inventory: inv.Inventory) -> tuple[str, str]:
 def build_artifacts(folder: Path, inventory: inv.Inventory) -> artifacts.Artifacts:
     """An artifact folder of the simulator's k3s and flux at the versions node.yaml installs, with an
     images tarball."""
-    check_hosts_see_the_simulator()
+    artifacts.check_visible()
     k3s_version, flux_version = versions(inventory)
     return artifacts.build(folder, k3s_version=k3s_version, flux_version=flux_version, images=True)
-
-
-def check_hosts_see_the_simulator() -> None:
-    """Fail with what to do when the interpreter the launchers name, or the packages it imports, lie on
-    another file system than ``/``: a sandbox host's overlay shows the machine's root file system only."""
-    root = os.stat("/").st_dev
-    for what, path in (
-        ("interpreter", Path(sys.executable).resolve()),
-        ("fluxops package", Path(fluxops.__file__).resolve().parent),
-        ("site-packages", Path(yaml.__file__).resolve().parent),
-    ):
-        if os.stat(path).st_dev != root:
-            raise RuntimeError(
-                f"the simulator's {what} {path} is on another file system than /, which sandbox hosts "
-                "do not see (their root is an overlay of / alone, docs/sandbox.md): put the checkout "
-                "and its virtualenv on the root file system"
-            )
 
 
 def write_inventory(

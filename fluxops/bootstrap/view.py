@@ -26,7 +26,8 @@ def _seconds(run: PhaseRun) -> str:
     return f"{run.seconds:.1f}s" if run.seconds is not None else ""
 
 
-def _line(cluster: str, run: PhaseRun) -> str:
+def phase_line(cluster: str, run: PhaseRun) -> str:
+    """One phase change as a line: mark, cluster, level, name, state, time, and why it failed."""
     extra = f" {_seconds(run)}" if run.seconds is not None else ""
     message = f": {run.message.splitlines()[0][:MESSAGE_WIDTH]}" if run.state in ("failed", "skipped") else ""
     return f"{MARK[run.state]} {cluster} level {run.level} {run.name} {run.state}{extra}{message}"
@@ -53,7 +54,7 @@ def live(cluster: str) -> Iterator[Observer]:
 
         def plain(run: PhaseRun) -> None:
             if run.state != "pending":
-                print(_line(cluster, run), file=sys.stderr, flush=True)
+                print(phase_line(cluster, run), file=sys.stderr, flush=True)
 
         yield plain
         return
@@ -79,6 +80,8 @@ def status_table(status: ClusterStatus) -> Table:
         short = f"{revision[0]}@{revision[1][:12]}" if len(revision) == 2 else row.revision
         ready = {"True": "✔ ready", "False": "✗ failed"}.get(row.ready, row.ready.lower())
         message = row.message.splitlines()[0][:MESSAGE_WIDTH] if row.message else ""
+        if message == f"Applied revision: {row.revision}":
+            message = "Applied revision"  # the revision has its own column
         level = "" if row.level is None else str(row.level)
         table.add_row(level, row.name, ready, short, row.age, escape(message))
     return table

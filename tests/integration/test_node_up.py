@@ -29,9 +29,9 @@ from fluxops import sandbox
 from fluxops.runner import recap
 from fluxops.runner.results import Status, TaskResult
 from fluxops.sandbox import network
+from fluxops.sim import artifacts
 from tests import node_support
 from tests.node_support import counts, on_host, run
-from tests.standins import artifacts
 
 pytestmark = pytest.mark.ssh
 REPO = node_support.REPO

@@ -19,6 +19,7 @@ from pathlib import Path
 from fluxops import inventory as inv
 from fluxops.bootstrap import node as nodes
 from fluxops.bootstrap.target import Target, target_for
+from fluxops.demo import workspace
 from fluxops.secrets import keys, repository
 from fluxops.shell import local
 from fluxops.sim import host
@@ -26,27 +27,14 @@ from tests.unit.sim_testing import GIT_ENV, commit, git
 
 REPO = Path(__file__).resolve().parents[2]
 TREE_URL = "ssh://git@github.com/homelab/fluxops.git"  # what k8s/clusters/*/flux-system/gotk-sync.yaml reads
-TIME_FACTOR = 240
+TIME_FACTOR = 30  # a 5m timeout is 10 s: enough for a busy machine, whose slowness the clock multiplies too
 
 
 def make_template(base: Path) -> tuple[Path, Path]:
     """This repository's tree (k8s/, .sops.yaml, invoke.yaml) with a key per cluster, its secrets
     re-created for those keys, committed on main; and the key store."""
     root, key_dir = base / "repo", base / "keys"
-    argv = [
-        "git",
-        "ls-files",
-        "--cached",
-        "--others",
-        "--exclude-standard",
-        "k8s",
-        ".sops.yaml",
-        "invoke.yaml",
-    ]
-    for rel in subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True).stdout.split():
-        if (REPO / rel).is_file():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, root / rel)
+    workspace.copy_tree(REPO, root)
     for cluster in ("lab", "phx"):
         keys.generate(root, key_dir, cluster)
         assert {s.state for s in repository.scaffold(root, key_dir, cluster)} == {"written"}

@@ -44,6 +44,10 @@ def test_sandbox_file_mirrors_hosts_file_on_the_sandbox_subnet() -> None:
         "phx1": ("10.250.0.6", 22),
     }
     assert all(ipaddress.ip_address(h.address) in DEFAULT_SANDBOX_SUBNET for h in sandbox.hosts)
+    pinned = ("k3s_version", "flux_version", "flux_path", "k3s_disable")  # what the nodes run
+    assert {h.name: [h.vars.get(v) for v in pinned] for h in sandbox.hosts} == {
+        h.name: [h.vars.get(v) for v in pinned] for h in real.hosts
+    }
     assert not any(h.is_loopback for h in sandbox.hosts)
     # relative paths are taken from the root (the folder Ansible runs in), known_hosts from ssh's options
     n5 = sandbox.host("n5")

@@ -5,19 +5,23 @@ optionally a small ``k3s-airgap-images-<arch>.tar.zst``, and ``flux_<v>_linux_<a
 ``flux``) with ``flux_<v>_checksums.txt``: what an operator downloads for an air-gapped node. The
 executables are :mod:`fluxops.sim.launcher` scripts, which run this checkout's interpreter (a sandbox
 host sees it through its overlay of ``/``); they pin the versions they stand for, so their sha256
-differ from one version to another.
+differ from one version to another. ``playbooks/node.yaml`` installs the folder with ``k3s_airgap_dir``
+exactly as it installs the real releases (real k3s and flux cannot run on a sandbox host).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
 import platform
 import secrets
+import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import fluxops
 from fluxops.runner.modules._release import flux_arch, k3s_arch
 from fluxops.sim import launcher
 
@@ -67,3 +71,25 @@ def build(
     sums[tarball] = hashlib.sha256(buffer.getvalue()).hexdigest()
     (folder / f"flux_{flux_version}_checksums.txt").write_text(f"{sums[tarball]}  {tarball}\n")
     return Artifacts(folder, k3s_name, tarball, sums, hashlib.sha256(flux).hexdigest())
+
+
+def check_visible() -> None:
+    """Fail with what to do when the interpreter the launchers name, or the packages it imports, lie on
+    another file system than ``/`` (a bind-mounted checkout aside): a sandbox host's root is an overlay
+    of ``/`` alone."""
+    import yaml
+
+    from fluxops.sandbox.container import MASKED
+
+    root = os.stat("/").st_dev
+    for what, path in (
+        ("interpreter", Path(sys.executable).resolve()),
+        ("fluxops package", Path(fluxops.__file__).resolve().parent),
+        ("site-packages", Path(yaml.__file__).resolve().parent),
+    ):
+        if os.stat(path).st_dev != root and not any(path.is_relative_to(m) for m in MASKED):
+            raise RuntimeError(
+                f"the simulator's {what} {path} is on another file system than /, which sandbox hosts "
+                "do not see (their root is an overlay of / alone, docs/sandbox.md): put the checkout "
+                "and its virtualenv on the root file system"
+            )

@@ -1,0 +1,1 @@
+"""``invoke demo``: the main job on the sandbox hosts, in a temporary workspace (``story``)."""
