@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import fluxops
+from fluxops.errors import FluxopsError
 from fluxops.runner.modules._release import flux_arch, k3s_arch
 from fluxops.sim import launcher
 
@@ -88,7 +89,7 @@ def check_visible() -> None:
         ("site-packages", Path(yaml.__file__).resolve().parent),
     ):
         if os.stat(path).st_dev != root and not any(path.is_relative_to(m) for m in MASKED):
-            raise RuntimeError(
+            raise FluxopsError(
                 f"the simulator's {what} {path} is on another file system than /, which sandbox hosts "
                 "do not see (their root is an overlay of / alone, docs/sandbox.md): put the checkout "
                 "and its virtualenv on the root file system"
