@@ -328,6 +328,8 @@ def run(settings: Settings, *, keep: bool = False, say: Say = print, base: Path 
             say(
                 f"sandbox and workspace left running: {space.base}\n"
                 f"   {progname()} status --all --inventory {space.inventory}\n"
+                f"   ssh -F {sandbox.ssh_config_path(settings.sandbox_dir)} {inventory.hosts[0].name} "
+                "flux --kubeconfig /etc/rancher/k3s/k3s.yaml get kustomizations\n"
                 f"   stop it with: {progname()} sandbox.down (then remove {space.base})"
             )
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +98,27 @@ def test_demo_runs_end_to_end_and_cleans_up(private_sandbox: dict[str, str], tmp
     assert _porcelain() == before
     assert "AGE-SECRET-KEY" not in out + result.stderr
     assert "Try next" in out
+
+
+def test_demo_keep_leaves_hosts_and_workspace_and_its_commands_work(
+    private_sandbox: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**private_sandbox, "HOME": str(tmp_path)}
+    result = run(["demo", "--keep"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    workspace = Path(re.search(r"^workspace (\S+) ", result.stdout, re.MULTILINE).group(1))
+    try:
+        assert (workspace / "keys" / "lab.agekey").stat().st_mode & 0o777 == 0o600
+        status_line, ssh_line = re.findall(r"^   ((?:invoke status|ssh) .*)$", result.stdout, re.MULTILINE)
+        status = run(status_line.split()[1:], env)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert status.stdout.count("✔ ready") >= 10 and "failed" not in status.stdout
+        ssh = subprocess.run(ssh_line.split(), capture_output=True, text=True, timeout=120)
+        assert ssh.returncode == 0, ssh.stderr
+        assert "infrastructure" in ssh.stdout and "True" in ssh.stdout
+    finally:
+        run(["sandbox.down"], env)
+        shutil.rmtree(workspace, ignore_errors=True)
 
 
 def test_ping_reaches_every_host_and_first_contact_needs_the_flag(
