@@ -116,12 +116,10 @@ class Run:
     output: str
 
 
-def timed(argv: Sequence[str], env: dict[str, str], log: Path) -> Run:
-    """Wall time of ``argv`` from the repository root; its output goes to ``log`` (appended)."""
+def timed(argv: Sequence[str], env: dict[str, str], log: Path, cwd: Path = REPO) -> Run:
+    """Wall time of ``argv`` from ``cwd`` (the repository root); its output goes to ``log`` (appended)."""
     started = time.perf_counter()
-    proc = subprocess.run(
-        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seconds = time.perf_counter() - started
     with log.open("a") as fh:
         fh.write(f"$ {' '.join(argv)}  # {seconds:.3f} s, exit {proc.returncode}\n{proc.stdout}\n")

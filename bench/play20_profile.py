@@ -15,6 +15,7 @@ and measures, each the median of --runs processes started from here:
 - the imports of ``invoke play`` (``python -X importtime``), by top-level package;
 - in this process, through the library entry: opening the SSH connection, then the commands of a first
   and of a no-op run (how many, the bytes of stdin they sent and in how many writes, their time);
+- the CPU one host spends on an SSH login and on the no-op run's fact batch;
 - py-spy samples (every thread, idle included) of one ``invoke play`` no-op run on 1 and on 8 hosts,
   by stage.
 """
@@ -198,6 +199,51 @@ def remote_work(inv: Path) -> RemoteWork:
     )
 
 
+def host_work(inv: Path, states: list[sandbox.HostState], runs: int) -> None:
+    """CPU on the first host of ``inv`` (its cgroups, ``states``) for one SSH login (connect, ``true``,
+    close) and for the fact batch of a no-op run, sent again over an open connection; medians of ``runs``."""
+    from fluxops.runner import batch, inventory_play
+
+    host = inventory.load(inv).hosts[0]
+    sent: list[tuple[list[str], str, float | None]] = []
+    real_run = RemoteShell.run
+
+    def run(self: RemoteShell, argv: list[str], **kw: object) -> object:
+        stdin = kw.get("stdin")
+        if isinstance(stdin, str) and batch.MARKER_PREFIX in stdin:
+            sent.append((list(argv), stdin, kw.get("timeout")))  # type: ignore[arg-type]
+        return real_run(self, argv, **kw)  # type: ignore[arg-type]
+
+    RemoteShell.run = run  # type: ignore[method-assign,assignment]
+    try:
+        options = inventory_play.options(check=False, diff=False, limit=None, tags=None, timeout=600.0)
+        inventory_play.play(PLAY_DIR / "fluxops.yaml", inv, options=options)
+    finally:
+        RemoteShell.run = real_run  # type: ignore[method-assign]
+    login, facts = [], []
+    for _ in range(runs):
+        before = hosts_cpu(states)
+        shell = RemoteShell(host)
+        shell.run(["true"])
+        shell.close()
+        time.sleep(0.3)  # the host ends the session after the client has gone
+        login.append(hosts_cpu(states) - before)
+    argv, script, timeout = sent[-1]
+    shell = RemoteShell(host)
+    shell.run(["true"])
+    for _ in range(runs):
+        before = hosts_cpu(states)
+        shell.run(argv, stdin=script, timeout=timeout)
+        time.sleep(0.05)
+        facts.append(hosts_cpu(states) - before)
+    shell.close()
+    print(f"- one SSH login (connect, `true`, close): {median(login) * 1000:.1f} ms of CPU on the host")
+    print(
+        f"- the no-op run's fact batch ({len(sent)} batch, {len(script)} bytes of script, "
+        f"`{' '.join(argv)}`): {median(facts) * 1000:.1f} ms of CPU on the host"
+    )
+
+
 # --- py-spy --------------------------------------------------------------------------------------
 
 Buckets = list[tuple[str, Callable[[str], bool]]]
@@ -348,6 +394,8 @@ def main() -> None:
         print(f"- no-op run: {noop.line()}")
         for shell in shells:
             shell.close()
+        print(f"\non the host, median of {args.runs}")
+        host_work(inventories[1], states[:1], args.runs)
 
         for n in (1, 8):
             print(f"\npy-spy, invoke play no-op run on {n} host{'s' if n > 1 else ''}")

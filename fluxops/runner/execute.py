@@ -370,7 +370,7 @@ class _HostPlay:
             if tasks[j].register:
                 pending.add(tasks[j].register)
         snippets = [
-            batch.Snippet(_fact_key(key, fact), fact.script, fact.isolated)
+            batch.Snippet(_fact_key(key, fact), fact.script, fact.isolated, fact.reader, fact.request)
             for key, unit in wanted
             for fact in unit.facts
         ]

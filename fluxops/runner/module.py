@@ -12,12 +12,13 @@ module contract).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from fluxops.masking import Secret
+from fluxops.runner.batch import Reader
 
 Args = Mapping[str, Any]
 Facts = Mapping[str, Any]
@@ -86,13 +87,17 @@ class Fact:
     """A read of host state: ``script`` runs under ``sh`` on the host; ``parse(stdout, rc)`` is pure.
 
     ``isolated`` runs the script in a subshell of its own (an ``exit``, ``cd`` or syntax error stays
-    inside it); a module's own fixed script, whose arguments are quoted, may run without one.
+    inside it); a module's own fixed script, whose arguments are quoted, may run without one. With a
+    ``reader``, the facts of many tasks are read by one command that answers each ``request`` with what
+    ``script`` would print (see ``batch``).
     """
 
     key: str
     script: str
     parse: Callable[[str, int], Any]
     isolated: bool = True
+    reader: Reader | None = None
+    request: Hashable = None
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ import pytest
 from rich.console import Console
 
 from fluxops.masking import Secret
-from fluxops.runner import execute, playbook, recap
+from fluxops.runner import batch, execute, playbook, recap
 from fluxops.runner.execute import Options
+from fluxops.runner.modules._files import CONTENT_CAP, file_fact, parse_file_state
 from fluxops.runner.results import Report
 from fluxops.runner.targets import Target, from_inventory
 from fluxops.shell import Connections, RemoteShell
@@ -95,6 +96,40 @@ def test_four_steps_on_every_host_over_one_connection_each(
     assert {t.name: conns.get(host).connection() for t, host in pairs} == first_connections
     for target in targets:
         on_host(target, "rm", "-rf", folder)
+
+
+def test_the_file_facts_of_a_batch_read_on_a_host_answer_as_each_fact_alone(targets: list[Target]) -> None:
+    """On a real host, one perl process reads every file fact of a batch as each fact's own snippet does."""
+    target = targets[0]
+    folder = f"/var/tmp/fluxops-runner-{secrets.token_hex(4)}"
+    on_host(
+        target,
+        "sh",
+        "-c",
+        f"mkdir {folder} && cd {folder} && printf 'a\\nb\\n' > text && printf '\\000\\377x' > binary"
+        f" && : > empty && head -c {CONTENT_CAP + 1} /dev/zero > big && chown 54321:54322 text"
+        " && chmod 4751 binary && mkdir dir && mkfifo fifo && ln -s text link && ln -s nowhere dangling",
+    )
+    names = ["text", "binary", "empty", "big", "dir", "fifo", "link", "dangling", "absent", "text/x"]
+    facts = [
+        file_fact(f"{name}|{content}|{sha256}", f"{folder}/{name}", content=content, sha256=sha256)
+        for name in names
+        for content in (True, False)
+        for sha256 in (True, False)
+    ]
+    snippets = [batch.Snippet(f.key, f.script, f.isolated, f.reader, f.request) for f in facts]
+    marker = batch.new_marker()
+    script = batch.script(snippets, marker)
+    assert on_host(target, "sh", "-c", "command -v perl").strip()
+    together = batch.parse(target.shell.run(["sh", "-s"], stdin=script, timeout=30).stdout, snippets, marker)
+    alone = {}
+    for fact in facts:
+        result = target.shell.run(["sh", "-c", fact.script], timeout=30, check=False)
+        alone[fact.key] = batch.Answer(result.stdout, result.rc)
+    on_host(target, "rm", "-rf", folder)
+    assert together == alone
+    assert parse_file_state(together["text|True|False"].stdout, 0).owner == "UNKNOWN"
+    assert parse_file_state(together["binary|True|False"].stdout, 0).content == b"\x00\xffx"
 
 
 def test_a_secret_on_stdin_never_shows_in_any_process_or_output(

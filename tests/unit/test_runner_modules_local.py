@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from fluxops.masking import Secret
+from fluxops.runner import batch
 from fluxops.runner.module import Step
 from fluxops.runner.modules._errors import ModuleError
-from fluxops.runner.modules._files import file_fact, put_step
+from fluxops.runner.modules._files import file_fact, parse_file_state, put_step
 from fluxops.shell import local
 from tests.unit.module_harness import Task, context, run_step
 
@@ -154,6 +155,82 @@ def test_file_fact_caps_content_and_gives_the_sha256_instead(tmp_path: Path) -> 
     assert same is None
     changed = Task("file", {"path": str(big), "content": "small\n"}, context(tmp_path)).plan()
     assert changed is not None and "not shown (larger than the fact's cap" in changed.diff
+
+
+def tricky_files(folder: Path) -> list[str]:
+    """Paths of every kind the file fact tells apart, with contents and names that test its encoding."""
+    from fluxops.runner.modules._files import CONTENT_CAP
+
+    files = {
+        "text": b"hello\nworld\n",
+        "empty": b"",
+        "no newline": b"last line",
+        "binary": bytes(range(256)) * 3 + b"\x00",
+        "one line of base64": b"y" * 57,
+        "two lines of base64": b"z" * 114,
+        "at the cap": b"c" * CONTENT_CAP,
+        "over the cap": b"b" * (CONTENT_CAP + 1),
+        "name 'quoted' $HOME \\ ü": b"odd\n",
+        "new\nline": b"nl\n",
+    }
+    files |= {f"{n} bytes": b"x" * n for n in range(1, 5)}
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    os.chown(folder / "text", 54321, 54322)  # ids with no name: UNKNOWN
+    os.chmod(folder / "binary", 0o4751)
+    os.chmod(folder / "empty", 0)
+    (folder / "dir").mkdir()
+    os.mkfifo(folder / "fifo")
+    (folder / "link").symlink_to(folder / "text")
+    (folder / "dangling").symlink_to(folder / "nowhere")
+    return [*sorted(str(p) for p in folder.iterdir()), str(folder / "absent"), str(folder / "text" / "x")]
+
+
+def read_together(paths: list[str], env: dict[str, str] | None = None) -> dict[str, batch.Answer]:
+    """Every file fact of ``paths`` (each way to ask for content and sha256) through one batch."""
+    snippets = [
+        batch.Snippet(fact.key, fact.script, fact.isolated, fact.reader, fact.request)
+        for path in paths
+        for content in (True, False)
+        for sha256 in (True, False)
+        for fact in [file_fact(f"{path}|{content}|{sha256}", path, content=content, sha256=sha256)]
+    ]
+    marker = batch.new_marker()
+    result = local().run(["sh", "-s"], stdin=batch.script(snippets, marker), env=env, timeout=60)
+    return batch.parse(result.stdout, snippets, marker)
+
+
+def tools(folder: Path, *names: str) -> dict[str, str]:
+    """A PATH with only these programs of this machine."""
+    folder.mkdir()
+    for name in names:
+        found = shutil.which(name)
+        assert found, f"{name} is not installed"
+        (folder / name).symlink_to(found)
+    return {"PATH": str(folder)}
+
+
+def test_the_file_facts_of_a_batch_read_by_one_perl_answer_as_each_fact_alone(tmp_path: Path) -> None:
+    paths = tricky_files(tmp_path / "files")
+    together = read_together(paths)
+    alone = {}
+    for key in together:
+        path, content, sha256 = key.split("|")
+        fact = file_fact(key, path, content=content == "True", sha256=sha256 == "True")
+        result = local().run(["sh", "-c", fact.script], check=False)
+        alone[key] = batch.Answer(result.stdout, result.rc)
+    assert together == alone
+    states = {key: parse_file_state(a.stdout, a.rc) for key, a in together.items()}
+    assert states[f"{paths[0]}|True|True"].kind == "file"
+    # perl alone (and sha256sum, for files over the cap) is enough: no stat, no base64, one process
+    assert read_together(paths, tools(tmp_path / "perl-only", "sh", "perl", "sha256sum")) == together
+
+
+def test_the_file_facts_of_a_batch_are_read_as_before_on_a_host_without_perl(tmp_path: Path) -> None:
+    paths = tricky_files(tmp_path / "files")
+    no_perl = tools(tmp_path / "no-perl", "sh", "stat", "base64", "sha256sum", "cut")
+    assert read_together(paths, no_perl) == read_together(paths)
 
 
 # --- template ----------------------------------------------------------------------------------

@@ -36,7 +36,8 @@ class Command(Module):
         """Whether the marker exists and whether the check command succeeds."""
         found = []
         if args["creates"]:
-            found.append(Fact("creates", f"test -e {quote([args['creates']])}", lambda _out, rc: rc == 0))
+            exists = f"test -e {quote([args['creates']])}"  # a shell builtin, its path quoted: no subshell
+            found.append(Fact("creates", exists, lambda _out, rc: rc == 0, isolated=False))
         if args["unless"]:
             found.append(Fact("unless", str(args["unless"]), lambda _out, rc: rc == 0))
         return found
