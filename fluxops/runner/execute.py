@@ -3,7 +3,8 @@
 On each host the tasks run in order. Before a task's plan is made, its facts are read from the host
 together with the facts of every later task of the play that does not depend on a result registered
 in between: one ``sh`` script, one round trip (see ``batch``). Those facts stay valid until a task
-changes the host; then the next task gathers again. In check mode plans are only shown (with their
+changes the host; then the next task gathers again, in the round trip of the change's last command
+where that command can share it (see ``follow``). In check mode plans are only shown (with their
 diffs), so one batch serves the whole play. A failing task stops its host and is reported with the
 command (secrets masked), exit code and stderr tail; the other hosts go on.
 """
@@ -14,16 +15,17 @@ import base64
 import binascii
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from fluxops.errors import CommandError, FluxopsError, HostKeyError
 from fluxops.files import atomic_write
 from fluxops.masking import MASK, Secret, mask
-from fluxops.runner import batch, templating, validate, variables
+from fluxops.runner import batch, follow, templating, validate, variables
 from fluxops.runner.module import ArgumentError, Change, Context, Fact, Module, Outcome, Step
 from fluxops.runner.playbook import Play, Playbook, Task, secret_misuse
 from fluxops.runner.results import Report, Status, TaskResult
@@ -132,6 +134,7 @@ class _Shared:
 
 
 _NO_ITEM = object()
+_Gathered = dict[tuple[int, int], "Mapping[str, Any] | _Failure"]
 
 
 @dataclass
@@ -147,6 +150,16 @@ class _Unit:
     facts: tuple[Fact, ...] = ()
     secrets: list[str] = field(default_factory=list)
     become: bool = False
+
+
+@dataclass(frozen=True)
+class _Next:
+    """The fact batch that a unit's change may read in its last command's round trip: the units it
+    answers (the one that gathers it first), its snippets, the secrets of that first unit."""
+
+    wanted: list[tuple[tuple[int, int], _Unit]]
+    snippets: list[batch.Snippet]
+    secrets: list[str]
 
 
 class _Failure(Exception):
@@ -169,11 +182,14 @@ class _Failure(Exception):
         self.unreachable = unreachable
 
     @classmethod
-    def from_error(cls, exc: CommandError) -> _Failure:
-        """A command that could not run, timed out or lost its host."""
+    def from_error(cls, exc: CommandError, argv: Sequence[str] | None = None) -> _Failure:
+        """A command that could not run, timed out or lost its host (reported as ``argv`` if given)."""
         text = str(exc)
+        if argv is not None:
+            text = text.replace(" ".join(exc.argv), " ".join(argv), 1)
         unreachable = isinstance(exc, HostKeyError) or any(s in text for s in _UNREACHABLE)
-        return cls(text, command=quote(exc.argv), rc=exc.rc, stderr=exc.stderr_tail, unreachable=unreachable)
+        command = quote(exc.argv if argv is None else argv)
+        return cls(text, command=command, rc=exc.rc, stderr=exc.stderr_tail, unreachable=unreachable)
 
     @classmethod
     def from_result(cls, what: str, result: Result) -> _Failure:
@@ -269,10 +285,12 @@ class _HostPlay:
                     facts = gathered.pop((k, u))
                     if isinstance(facts, _Failure):
                         raise facts
-                    outcome, change = self._do(unit, facts)
+                    after = partial(self._next_batch, tasks, names, k, u, units, prepared)
+                    outcome, change, later = self._do(unit, facts, after)
                     status = Status.CHANGED if outcome.changed else Status.OK
                     if outcome.changed and not self.options.check:
                         gathered.clear()  # the host changed: later facts are read again
+                        gathered.update(later)  # (those read with its last command already are)
                     statuses.append(status)
                     outcomes.append((unit.item, outcome))
                     self._emit(self._result(unit, label, status, change))
@@ -338,6 +356,46 @@ class _HostPlay:
 
     # --- facts ---------------------------------------------------------------------------------
 
+    def _wanted(
+        self,
+        tasks: list[Task],
+        names: list[set[str]],
+        k: int,
+        u: int,
+        units: list[_Unit],
+        prepared: dict[int, list[_Unit] | None],
+        gathered: Mapping[tuple[int, int], Any],
+    ) -> list[tuple[tuple[int, int], _Unit]]:
+        """Unit (k, u) and every later unit whose facts its batch reads: those that do not wait on a
+        pending register, run as the same user, and are not gathered yet."""
+        become = units[u].become
+        wanted = [
+            ((k, i), x) for i, x in enumerate(units) if i >= u and not x.skipped and (k, i) not in gathered
+        ]
+        pending = {tasks[k].register} - {None}
+        for j in range(k + 1, len(tasks)):
+            if not names[j] & pending:
+                later = self._prepared(tasks, j, prepared) or []
+                wanted += [
+                    ((j, i), x)
+                    for i, x in enumerate(later)
+                    if not x.skipped and x.become == become and (j, i) not in gathered
+                ]
+            if tasks[j].register:
+                pending.add(tasks[j].register)
+        return wanted
+
+    def _prepared(
+        self, tasks: list[Task], j: int, prepared: dict[int, list[_Unit] | None]
+    ) -> list[_Unit] | None:
+        """Task j's units, prepared ahead of its turn (None: it fails at its turn, with its own message)."""
+        if j not in prepared:
+            try:
+                prepared[j] = self._prepare(tasks[j])
+            except _Failure:
+                prepared[j] = None
+        return prepared[j]
+
     def _gather(
         self,
         tasks: list[Task],
@@ -349,34 +407,39 @@ class _HostPlay:
         gathered: dict[tuple[int, int], Mapping[str, Any] | _Failure],
     ) -> None:
         """Facts of unit (k, u) and of every later unit that does not wait on a pending register."""
-        become = units[u].become
-        wanted = [
-            ((k, i), x) for i, x in enumerate(units) if i >= u and not x.skipped and (k, i) not in gathered
-        ]
-        pending = {tasks[k].register} - {None}
-        for j in range(k + 1, len(tasks)):
-            if not names[j] & pending:
-                if j not in prepared:
-                    try:
-                        prepared[j] = self._prepare(tasks[j])
-                    except _Failure:
-                        prepared[j] = None  # fails at its own turn, with its own message
-                later = prepared[j] or []
-                wanted += [
-                    ((j, i), x)
-                    for i, x in enumerate(later)
-                    if not x.skipped and x.become == become and (j, i) not in gathered
-                ]
-            if tasks[j].register:
-                pending.add(tasks[j].register)
-        snippets = [
-            batch.Snippet(_fact_key(key, fact), fact.script, fact.isolated, fact.reader, fact.request)
-            for key, unit in wanted
-            for fact in unit.facts
-        ]
-        answers = self._batch(snippets, become, units[u].secrets) if snippets else {}
+        wanted = self._wanted(tasks, names, k, u, units, prepared, gathered)
+        snippets = _snippets(wanted)
+        answers = self._batch(snippets, units[u].become, units[u].secrets) if snippets else {}
         for key, unit in wanted:
             gathered[key] = self._parse(key, unit, answers)
+
+    def _next_batch(
+        self,
+        tasks: list[Task],
+        names: list[set[str]],
+        k: int,
+        u: int,
+        units: list[_Unit],
+        prepared: dict[int, list[_Unit] | None],
+    ) -> _Next | None:
+        """The batch the unit after (k, u) gathers once (k, u) changed the host: that of the next unit
+        of the task's loop that runs, else of the next task's first (if it needs no register of task k
+        and runs as the same user); None when there is no such batch."""
+        start = next((i for i in range(u + 1, len(units)) if not units[i].skipped), None)
+        j, later = k, units
+        if start is None:
+            j = k + 1
+            if j >= len(tasks) or names[j] & ({tasks[k].register} - {None}):
+                return None
+            later = self._prepared(tasks, j, prepared) or []
+            start = next((i for i, x in enumerate(later) if not x.skipped), None)
+            if start is None:
+                return None
+        if later[start].become != units[u].become:
+            return None
+        wanted = self._wanted(tasks, names, j, start, later, prepared, {})
+        snippets = _snippets(wanted)
+        return _Next(wanted, snippets, later[start].secrets) if snippets else None
 
     def _batch(
         self, snippets: list[batch.Snippet], become: bool, secrets: list[str]
@@ -390,14 +453,7 @@ class _HostPlay:
             )
         except CommandError as exc:
             raise _Failure.from_error(exc) from None
-        if result.rc != 0:
-            failure = _Failure.from_result("reading facts failed", result)
-            failure.stderr = mask(failure.stderr, secrets)
-            raise failure
-        try:
-            return batch.parse(result.stdout, snippets, marker)
-        except batch.BatchError as exc:
-            raise _Failure(f"reading facts failed: {exc}", command=quote(argv)) from None
+        return _answers(result, snippets, marker, secrets)
 
     def _parse(
         self, key: tuple[int, int], unit: _Unit, answers: Mapping[str, batch.Answer]
@@ -415,24 +471,67 @@ class _HostPlay:
 
     # --- plans and changes ---------------------------------------------------------------------
 
-    def _do(self, unit: _Unit, facts: Mapping[str, Any]) -> tuple[Outcome, Change | None]:
+    def _do(
+        self, unit: _Unit, facts: Mapping[str, Any], after: Callable[[], _Next | None]
+    ) -> tuple[Outcome, Change | None, _Gathered]:
+        """Plan the unit and, unless in check mode, run its change; with the change's last command,
+        the facts ``after`` names when it may share that command's round trip."""
         assert unit.module is not None and unit.ctx is not None
         try:
             change = unit.module.plan(unit.args, facts, unit.ctx)
         except Exception as exc:  # a module's plan() that raises is that task's failure
             raise _Failure(_module_error(unit.task, exc, unit.secrets)) from None
         if change is None:
-            return Outcome(changed=False, facts=facts), None
+            return Outcome(changed=False, facts=facts), None, {}
         if self.options.check:
-            return Outcome(changed=True, facts=facts), change
+            return Outcome(changed=True, facts=facts), change, {}
         last: Result | None = None
-        for step in change.steps:
-            last = self._step(unit, step)
+        later: _Gathered = {}
+        for n, step in enumerate(change.steps):
+            if n == len(change.steps) - 1 and not change.fetch and self._may_share(unit, step):
+                last, later = self._step_then_facts(unit, step, after())
+            else:
+                last = self._step(unit, step)
         for remote, local in change.fetch:
             self._fetch(unit, remote, local)
         if last is None:
-            return Outcome(changed=True, facts=facts), change
-        return Outcome(True, last.rc, last.stdout, last.stderr, facts), change
+            return Outcome(changed=True, facts=facts), change, later
+        return Outcome(True, last.rc, last.stdout, last.stderr, facts), change, later
+
+    def _may_share(self, unit: _Unit, step: Step) -> bool:
+        """Whether ``step`` may run in one script with the next fact batch: no secret in the task."""
+        return not unit.secrets and not isinstance(step.stdin, Secret) and follow.can_share(step.argv)
+
+    def _step_then_facts(self, unit: _Unit, step: Step, then: _Next | None) -> tuple[Result, _Gathered]:
+        """Run ``step`` and, if it succeeds, read ``then``'s facts in the same round trip (see ``follow``)."""
+        if then is None:
+            return self._step(unit, step), {}
+        marker, separator = batch.new_marker(), batch.new_marker()
+        text = follow.script(step.argv, batch.script(then.snippets, marker), separator)
+        if text is None or any(s and s in text for s in [*self.secrets, *self.templar.secrets]):
+            return self._step(unit, step), {}
+        argv = self._command(("sh", "-c", text), unit.become)
+        step_argv = self._command(step.argv, unit.become)
+        try:
+            result = self.target.shell.run(argv, stdin=step.stdin, timeout=self.options.timeout, check=False)
+        except CommandError as exc:
+            raise _Failure.from_error(exc, step_argv) from None
+        parts = follow.split(result.stdout, result.stderr, separator)
+        if parts.absent and result.rc == 0:  # nothing ran: the command fails on its own, as it would
+            return self._step(unit, step), {}
+        rc = 0 if parts.ran_batch else result.rc
+        done = Result(result.host, step_argv, rc, parts.stdout, parts.stderr, result.duration)
+        if done.rc != 0:
+            raise _Failure.from_result(step.description or "command failed", done)
+        if not parts.ran_batch:
+            return done, {}
+        facts_argv = self._command(("sh", "-s"), unit.become)
+        read = Result(result.host, facts_argv, result.rc, parts.batch_stdout, parts.batch_stderr, 0.0)
+        try:
+            answers = _answers(read, then.snippets, marker, then.secrets)
+        except _Failure as failure:  # the first unit of the batch fails at its turn, as it would
+            return done, {then.wanted[0][0]: failure}
+        return done, {key: self._parse(key, later, answers) for key, later in then.wanted}
 
     def _command(self, argv: Sequence[str], become: bool) -> tuple[str, ...]:
         """``argv`` under ``sudo -n --`` when becoming root as another user (unless the shell does it)."""
@@ -561,6 +660,28 @@ def _hidden_outputs(value: Mapping[str, Any]) -> dict[str, Any]:
     if "results" in hidden:
         hidden["results"] = [_hidden_outputs(r) for r in hidden["results"]]
     return hidden
+
+
+def _snippets(wanted: list[tuple[tuple[int, int], _Unit]]) -> list[batch.Snippet]:
+    return [
+        batch.Snippet(_fact_key(key, fact), fact.script, fact.isolated, fact.reader, fact.request)
+        for key, unit in wanted
+        for fact in unit.facts
+    ]
+
+
+def _answers(
+    result: Result, snippets: list[batch.Snippet], marker: str, secrets: list[str]
+) -> dict[str, batch.Answer]:
+    """The answers of a fact batch's run, or the failure of the unit that gathered it."""
+    if result.rc != 0:
+        failure = _Failure.from_result("reading facts failed", result)
+        failure.stderr = mask(failure.stderr, secrets)
+        raise failure
+    try:
+        return batch.parse(result.stdout, snippets, marker)
+    except batch.BatchError as exc:
+        raise _Failure(f"reading facts failed: {exc}", command=quote(result.argv)) from None
 
 
 def _fact_key(key: tuple[int, int], fact: Fact) -> str:

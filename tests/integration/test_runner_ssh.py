@@ -8,8 +8,9 @@ import secrets
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -20,7 +21,7 @@ from fluxops.runner.execute import Options
 from fluxops.runner.modules._files import CONTENT_CAP, file_fact, parse_file_state
 from fluxops.runner.results import Report
 from fluxops.runner.targets import Target, from_inventory
-from fluxops.shell import Connections, RemoteShell
+from fluxops.shell import Connections, RemoteShell, Result, Shell
 
 pytestmark = pytest.mark.ssh
 REPO = Path(__file__).resolve().parents[2]
@@ -130,6 +131,57 @@ def test_the_file_facts_of_a_batch_read_on_a_host_answer_as_each_fact_alone(targ
     assert together == alone
     assert parse_file_state(together["text|True|False"].stdout, 0).owner == "UNKNOWN"
     assert parse_file_state(together["binary|True|False"].stdout, 0).content == b"\x00\xffx"
+
+
+class Counting:
+    """A host's shell that keeps the argv of every command it runs."""
+
+    def __init__(self, shell: Shell) -> None:
+        self.shell = shell
+        self.name = shell.name
+        self.argvs: list[tuple[str, ...]] = []
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> Result:
+        self.argvs.append(tuple(argv))
+        return self.shell.run(argv, **kwargs)
+
+
+def test_a_change_reads_the_next_facts_in_its_own_round_trip(tmp_path: Path, targets: list[Target]) -> None:
+    """Each change's command carries the next task's fact batch; output, failures and reruns as before."""
+    target = targets[0]
+    folder = f"/var/tmp/fluxops-runner-{secrets.token_hex(4)}"
+    book = write(
+        tmp_path,
+        f"- hosts: all\n  vars:\n    folder: {folder}\n  tasks:\n"
+        "    - name: folder\n      file: {path: '{{ folder }}', state: directory, mode: '0755'}\n"
+        "    - name: files\n      file: {path: '{{ folder }}/{{ item }}', content: '{{ item }}'}\n"
+        "      loop: [a, b, c]\n"
+        "    - name: talk\n      command:\n"
+        "        argv: [sh, -c, 'cat {{ folder }}/a; printf err >&2', sh]\n"
+        "        creates: '{{ folder }}/talked'\n      register: talk\n"
+        "    - name: keep\n      command:\n"
+        '        argv: [sh, -c, \'printf %s "$1" > "$2"; test -e "$2.fail" && exit 5 || touch "$2.ok"\','
+        " sh, '{{ talk.rc }}|{{ talk.stdout }}|{{ talk.stderr }}', '{{ folder }}/talked']\n"
+        "        creates: '{{ folder }}/talked.ok'\n"
+        "    - name: last\n      file: {path: '{{ folder }}/last', content: 'x'}\n",
+    )
+    counting = Counting(target.shell)
+    one = Target(target.name, counting, target.vars, target.groups, target.cluster, target.role, target.user)
+    report, _ = run(book, [one])
+    assert (report.stats[one.name].ok, report.stats[one.name].changed) == (5, 5)
+    assert on_host(target, "cat", f"{folder}/talked") == "0|a|err"
+    # a batch; the folder, a, b and c carry the next facts; talk runs alone (keep needs its register);
+    # keep's batch; keep carries last's facts; last runs alone (nothing comes after it)
+    assert len(counting.argvs) == 9
+    assert sum(argv[:2] == ("sh", "-c") and "fluxops-fact-" in argv[2] for argv in counting.argvs) == 5
+    report, _ = run(book, [one])
+    assert (report.stats[one.name].ok, report.stats[one.name].changed) == (5, 0)
+    on_host(target, "sh", "-c", f"rm {folder}/talked* {folder}/last && touch {folder}/talked.fail")
+    report, _ = run(book, [one])
+    [failure] = report.failures()
+    assert (failure.task, failure.rc) == ("keep", 5)
+    assert failure.command.startswith("sh -c 'printf %s")
+    on_host(target, "rm", "-rf", folder)
 
 
 def test_a_secret_on_stdin_never_shows_in_any_process_or_output(

@@ -197,7 +197,77 @@ def test_facts_are_read_again_after_a_change(tmp_path: Path) -> None:
     report, _ = run(book, [local_target("box", vars={"dir": str(tmp_path)}, shell=shell)])
     assert counts(report) == (2, 1, 0, 0)
     assert not (tmp_path / "y").exists()  # the second task saw x, made by the first
-    assert [argv[:2] for argv, _ in shell.calls] == [("sh", "-s"), ("touch", f"{tmp_path}/x"), ("sh", "-s")]
+    # the change's command and the next batch share one round trip, the batch after the command
+    assert [argv[:2] for argv, _ in shell.calls] == [("sh", "-s"), ("sh", "-c")]
+    script = shell.calls[1][0][2]
+    assert script.index(f"touch {tmp_path}/x") < script.index(f"test -e {tmp_path}/x")
+
+
+def shared_round_trip_book(tmp_path: Path, first: str) -> playbook.Playbook:
+    """A command task (``first``, its argv in flow style), then one whose facts it may read with it."""
+    return write(
+        tmp_path,
+        "- hosts: all\n  tasks:\n"
+        f"    - name: first\n      command:\n        argv: {first}\n      register: r\n"
+        "    - name: second\n      command:\n        argv: [touch, '{{ dir }}/second']\n"
+        "        creates: '{{ dir }}/second'\n"
+        "    - name: show\n      command:\n"
+        "        argv: [sh, -c, 'printf %s \"$1\" > \"$2\"', sh, '{{ r.rc }}|{{ r.stdout }}|{{ r.stderr }}',"
+        " '{{ dir }}/shown']\n",
+    )
+
+
+def test_a_command_that_shares_its_round_trip_registers_its_own_output(tmp_path: Path) -> None:
+    book = shared_round_trip_book(tmp_path, "[sh, -c, 'printf out; printf err >&2']")
+    shell = Recording()
+    report, _ = run(book, [local_target("box", vars={"dir": str(tmp_path)}, shell=shell)])
+    assert counts(report) == (3, 3, 0, 0)
+    assert (tmp_path / "shown").read_text() == "0|out|err"
+    # first's command reads second's facts; second's command runs alone (show, which needs r, reads none)
+    assert [argv[:2] for argv, _ in shell.calls] == [
+        ("sh", "-s"),
+        ("sh", "-c"),
+        ("touch", f"{tmp_path}/second"),
+        ("sh", "-c"),
+    ]
+    report, _ = run(book, [local_target("box", vars={"dir": str(tmp_path)})])
+    assert counts(report) == (3, 2, 0, 0)  # second: its marker file is there
+
+
+def test_a_failing_command_that_shares_its_round_trip_is_reported_as_on_its_own(tmp_path: Path) -> None:
+    book = shared_round_trip_book(tmp_path, "[sh, -c, 'echo to stdout; echo broken >&2; exit 3']")
+    shell = Recording()
+    report, text = run(book, [local_target("box", vars={"dir": str(tmp_path)}, shell=shell)])
+    assert shell.calls[1][0][:2] == ("sh", "-c") and f"test -e {tmp_path}/second" in shell.calls[1][0][2]
+    [failure] = report.failures()
+    assert (failure.task, failure.rc, failure.stderr) == ("first", 3, "broken")
+    assert failure.command == "sh -c 'echo to stdout; echo broken >&2; exit 3'"
+    assert "fatal: [box] TASK [first]: FAILED! command failed (exit 3)" in text
+    assert not (tmp_path / "second").exists() and not (tmp_path / "shown").exists()
+
+
+def test_a_missing_program_fails_as_it_does_on_its_own(tmp_path: Path) -> None:
+    book = shared_round_trip_book(tmp_path, "[no-such-program-here, x]")
+    shell = Recording()
+    report, _ = run(book, [local_target("box", vars={"dir": str(tmp_path)}, shell=shell)])
+    assert shell.calls[-1][0] == ("no-such-program-here", "x")  # after the script that found it missing
+    [failure] = report.failures()
+    assert failure.task == "first" and "command not found: no-such-program-here" in failure.error
+
+
+def test_a_shell_builtin_or_a_task_with_a_secret_runs_its_command_on_its_own(tmp_path: Path) -> None:
+    book = shared_round_trip_book(tmp_path, "[echo, '-n', 'a\\tb']")
+    shell = Recording()
+    report, _ = run(book, [local_target("box", vars={"dir": str(tmp_path)}, shell=shell)])
+    assert counts(report) == (3, 3, 0, 0)
+    assert shell.calls[1][0] == ("echo", "-n", "a\\tb")  # the program, not sh's own echo
+    assert (tmp_path / "shown").read_text() == "0|a\\tb|"
+    (tmp_path / "second").unlink()
+    book = shared_round_trip_book(tmp_path, "[sh, -c, 'cat > /dev/null']")
+    shell = Recording()
+    target = local_target("box", vars={"dir": str(tmp_path), "token": Secret("s3cret")}, shell=shell)
+    report, _ = run(book, [target])
+    assert shell.calls[1][0] == ("sh", "-c", "cat > /dev/null")
 
 
 def test_a_task_that_needs_a_pending_register_waits_for_its_own_batch(tmp_path: Path) -> None:

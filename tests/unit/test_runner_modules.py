@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -398,3 +399,35 @@ def test_wait_for_plans() -> None:
 def test_parse_readiness() -> None:
     assert parse_readiness("ready=yes\nbash=yes\ntimeout=yes\n", 0) == Readiness(True, True, True)
     assert parse_readiness("timeout=yes\n", 0) == Readiness(False, False, True)
+
+
+def test_the_put_script_finds_the_folder_dirname_prints() -> None:
+    start = PUT_SCRIPT.index("case $p in")
+    folder = PUT_SCRIPT[start : PUT_SCRIPT.index("esac\n") + 5] + 'printf %s "$d"'
+    paths = [
+        "/x",
+        "/a/b",
+        "/a/b.c",
+        "/a/./b",
+        "/a/../b",
+        "/a b/c d",
+        "/a/b/",
+        "//x",
+        "/a//b",
+        "/a/b//",
+        "/-x/y",
+    ]
+    for path in paths:
+        got = subprocess.run(["sh", "-c", f"p=$1\n{folder}", "sh", path], capture_output=True, text=True)
+        want = subprocess.run(["dirname", "--", path], capture_output=True, text=True).stdout.rstrip("\n")
+        assert (path, got.stdout) == (path, want)
+
+
+def test_the_put_script_writes_a_file_atomically_with_its_mode(tmp_path: Path) -> None:
+    dest = tmp_path / "sub" / "f.conf"
+    argv = ["sh", "-c", PUT_SCRIPT, "sh", str(dest), "0640", "", "", "1", "cat"]
+    subprocess.run(argv, input=b"content\n", check=True)
+    assert dest.read_bytes() == b"content\n" and oct(dest.stat().st_mode & 0o777) == "0o640"
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["f.conf"]  # no temp file left
+    gone = subprocess.run([*argv[:4], str(tmp_path / "none" / "f"), "0644", "", "", "", "cat"], input=b"x")
+    assert gone.returncode == 1

@@ -258,11 +258,15 @@ def attribute_steps(
 
 # Writes the file at $1 from the output of "$@" (after five arguments): `cat` for content on stdin,
 # curl or wget for a download. The temp file lives in the destination's folder (so the final rename
-# is atomic) and is removed on any failure, a sha256 mismatch included.
+# is atomic) and is removed on any failure, a sha256 mismatch included. The folder is what
+# dirname(1) prints, found without starting it where the path has no "//" and no trailing "/".
 PUT_SCRIPT = r"""set -e
 p=$1 mode=$2 own=$3 sum=$4 mk=$5
 shift 5
-d=$(dirname "$p")
+case $p in
+  */|*//*) d=$(dirname "$p") ;;
+  *) d=${p%/*}; d=${d:-/} ;;
+esac
 if [ ! -d "$d" ]; then
   if [ "$mk" = 1 ]; then mkdir -p "$d"; else echo "fluxops: folder $d does not exist" >&2; exit 1; fi
 fi
