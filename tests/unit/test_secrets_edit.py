@@ -58,6 +58,10 @@ class Edit:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            # SIGINT as a terminal's Ctrl-C finds it, even when this run was started in the background
+            # (a shell without job control starts background jobs with SIGINT ignored, and an ignored
+            # signal stays ignored across exec)
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
     def finish(self, timeout: float = WAIT) -> tuple[str, str]:
