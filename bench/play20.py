@@ -294,6 +294,19 @@ def boot(
     raise AssertionError("unreachable")
 
 
+def shut_down(state: Path, work: Path, states: Sequence[sandbox.HostState]) -> None:
+    """Stop the sandbox hosts, say what (if anything) was left behind, and remove ``work`` when clean."""
+    teardown = sandbox.down(state)
+    left = leftovers(work, states)
+    for line in teardown.kept:
+        print(f"sandbox.down kept: {line}")
+    if left:
+        print("LEFT BEHIND: " + "; ".join(left))
+    else:
+        print(f"sandbox down: {len(teardown.stopped)} hosts stopped, no process, mount, veth or route left")
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def leftovers(work: Path, states: Sequence[sandbox.HostState]) -> list[str]:
     """Processes, mounts, veths and routes of this run still present after sandbox.down."""
     found = []
@@ -449,17 +462,7 @@ def main() -> None:
         if scaled:
             report_scale(scaled, args.runs)
     finally:
-        teardown = sandbox.down(state)
-        left = leftovers(work, states)
-        for line in teardown.kept:
-            print(f"sandbox.down kept: {line}")
-        if left:
-            print("LEFT BEHIND: " + "; ".join(left))
-        else:
-            print(
-                f"sandbox down: {len(teardown.stopped)} hosts stopped, no process, mount, veth or route left"
-            )
-            shutil.rmtree(work, ignore_errors=True)
+        shut_down(state, work, states)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -141,17 +140,7 @@ def main() -> None:
             for n in args.hosts:
                 print(series[(tree, n)].row(tree, n, one))
     finally:
-        teardown = sandbox.down(state)
-        left = play20.leftovers(work, states)
-        for line in teardown.kept:
-            print(f"sandbox.down kept: {line}")
-        if left:
-            print("LEFT BEHIND: " + "; ".join(left))
-        else:
-            print(
-                f"sandbox down: {len(teardown.stopped)} hosts stopped, no process, mount, veth or route left"
-            )
-            shutil.rmtree(work, ignore_errors=True)
+        play20.shut_down(state, work, states)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import collections
 import os
 import re
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -402,17 +401,7 @@ def main() -> None:
             spy(invoke_play(n), work / f"noop-{n}.txt", env)
         print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
     finally:
-        teardown = sandbox.down(state)
-        left = play20.leftovers(work, states)
-        for line in teardown.kept:
-            print(f"sandbox.down kept: {line}")
-        if left:
-            print("LEFT BEHIND: " + "; ".join(left))
-        else:
-            print(
-                f"sandbox down: {len(teardown.stopped)} hosts stopped, no process, mount, veth or route left"
-            )
-            shutil.rmtree(work, ignore_errors=True)
+        play20.shut_down(state, work, states)
 
 
 if __name__ == "__main__":
