@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,6 +128,25 @@ def remote(shell: Shell, user: str, become: bool) -> Node:
 def for_host(connections: Connections, host: Host) -> Node:
     """The node of an inventory host, over its SSH connection (host key checked on connect)."""
     return remote(connections.get(host), host.user, host.become)
+
+
+@contextmanager
+def over_ssh(
+    host: Host,
+    *,
+    connect_timeout: float = 10.0,
+    accept_new_host_key: bool = False,
+    timeout: float | None = None,
+) -> Iterator[Node]:
+    """The node of an inventory host over a connection of its own, closed afterwards; ``timeout``
+    limits each command (default: the Node's)."""
+    from fluxops.shell import Connections
+
+    with Connections(connect_timeout=connect_timeout, accept_new_host_key=accept_new_host_key) as conns:
+        node = for_host(conns, host)
+        if timeout is not None:
+            node.timeout = timeout
+        yield node
 
 
 def simulated(shell: Shell, prefix: Path, python: str = sys.executable) -> Node:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Callable
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import yaml
 from fluxops import inventory as inv
 from fluxops.bootstrap import phases
 from fluxops.bootstrap.key import joined, put_key
-from fluxops.bootstrap.node import Node
+from fluxops.bootstrap.node import Node, over_ssh
 from fluxops.bootstrap.preflight_local import check_pushed
 from fluxops.bootstrap.target import Target, target_for
 from fluxops.defaults import DEFAULTS
@@ -48,15 +48,6 @@ def inventory_of(root: Path) -> Path:
         name = str(section.get("inventory") or DEFAULTS["inventory"])
     path = Path(name).expanduser()
     return path if path.is_absolute() else Path(root) / path
-
-
-@contextmanager
-def _ssh(host: inv.Host) -> Any:
-    from fluxops.bootstrap.node import for_host
-    from fluxops.shell import Connections
-
-    with Connections() as conns:
-        yield for_host(conns, host)
 
 
 def _committed_and_pushed(target: Target) -> None:
@@ -96,7 +87,7 @@ def push(
     if len(key_files) == 1:
         _committed_and_pushed(target)
     identities = joined([Secret(p.read_text(encoding="utf-8")) for p in key_files])
-    with (open_node or _ssh)(target.host) as node:
+    with (open_node or over_ssh)(target.host) as node:
         action = put_key(node, identities)
         outcome = phases.reconcile(node, cluster, target.entry)
     undecrypted = [p for p in outcome.phases if p.state == "failed" and "decrypt" in p.message]

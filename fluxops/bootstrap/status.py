@@ -8,13 +8,20 @@ revision, suspended, ready, message), plus namespace, level in the apply order, 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fluxops.bootstrap.node import Node
 from fluxops.bootstrap.phases import plan_phases
+from fluxops.errors import FluxopsError
 from fluxops.progname import progname
 from fluxops.sim.cli_common import human_age
+
+if TYPE_CHECKING:
+    from fluxops.inventory import Host
 
 
 @dataclass
@@ -95,3 +102,21 @@ def status_of(node: Node, cluster: str, entry: str = "flux-system") -> ClusterSt
         )
     rows.sort(key=lambda r: (r.level if r.level is not None else 1 << 20, r.name))
     return ClusterStatus(cluster, node.name, rows)
+
+
+def statuses(
+    servers: Mapping[str, Host], open_node: Callable[[Host], AbstractContextManager[Node]]
+) -> list[ClusterStatus]:
+    """Each cluster's status read from its server, every cluster at once; one that cannot be read
+    carries the error instead of stopping the others."""
+
+    def one(cluster: str) -> ClusterStatus:
+        host = servers[cluster]
+        try:
+            with open_node(host) as node:
+                return status_of(node, cluster)
+        except FluxopsError as exc:
+            return ClusterStatus(cluster, host.name, error=str(exc))
+
+    with ThreadPoolExecutor(max_workers=max(1, len(servers))) as pool:
+        return list(pool.map(one, servers))

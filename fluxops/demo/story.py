@@ -23,10 +23,10 @@ from rich.markup import escape
 from fluxops import inventory as inv
 from fluxops import node as nodes
 from fluxops import sandbox
-from fluxops.bootstrap.node import for_host
+from fluxops.bootstrap.node import over_ssh
 from fluxops.bootstrap.phases import PhaseRun
 from fluxops.bootstrap.run import Report, bootstrap
-from fluxops.bootstrap.status import ClusterStatus, status_of
+from fluxops.bootstrap.status import ClusterStatus, statuses
 from fluxops.bootstrap.target import target_for
 from fluxops.bootstrap.view import phase_line, status_table
 from fluxops.demo import remotes, workspace
@@ -39,7 +39,7 @@ from fluxops.runner.results import Status, TaskResult
 from fluxops.secrets import keys, repository
 from fluxops.secrets.rotation import Rotation
 from fluxops.settings import Settings
-from fluxops.shell import Connections, RemoteShell
+from fluxops.shell import RemoteShell
 from fluxops.sim import artifacts
 
 Say = Callable[[str], None]
@@ -131,9 +131,7 @@ def _bootstrap_all(space: workspace.Workspace, say: Say, timeout: float) -> dict
             with lock:
                 say(f"   {cluster}: {escape(line)}")
 
-        with Connections() as conns:
-            node = for_host(conns, target.host)
-            node.timeout = timeout
+        with over_ssh(target.host, timeout=timeout) as node:
             return bootstrap(target, node, space.key_dir, say=step, observe=observe)
 
     names = list(inventory.clusters)
@@ -145,14 +143,7 @@ def _status_all(space: workspace.Workspace, say: Say) -> list[ClusterStatus]:
     from fluxops.tables import console
 
     inventory = inv.load(space.inventory, root=space.root)
-
-    def one(cluster: str) -> ClusterStatus:
-        target = target_for(space.root, inventory, cluster)
-        with Connections() as conns:
-            return status_of(for_host(conns, target.host), cluster, target.entry)
-
-    with ThreadPoolExecutor(max_workers=len(inventory.clusters)) as pool:
-        found = list(pool.map(one, inventory.clusters))
+    found = statuses({c: nodes.server_of(inventory, c) for c in inventory.clusters}, over_ssh)
     for status in found:
         console.print(status_table(status))
     return found

@@ -3,9 +3,8 @@ and each phase's state (fluxops.bootstrap, docs/bootstrap.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from invoke import Context, Exit
@@ -31,17 +30,15 @@ CLUSTER_HELP = "the cluster (an inventory cluster whose server node.up brought u
 INVENTORY_HELP = "an inventory file instead of the project's (fluxops.inventory)"
 
 
-@contextmanager
-def _ssh_node(host: Any, settings: Any) -> Iterator[Any]:
-    from fluxops.bootstrap.node import for_host
-    from fluxops.shell import Connections
+def _ssh_node(host: Any, settings: Any) -> AbstractContextManager[Any]:
+    from fluxops.bootstrap.node import over_ssh
 
-    with Connections(
-        connect_timeout=settings.connect_timeout, accept_new_host_key=settings.accept_new_host_key
-    ) as conns:
-        node = for_host(conns, host)
-        node.timeout = settings.command_timeout
-        yield node
+    return over_ssh(
+        host,
+        connect_timeout=settings.connect_timeout,
+        accept_new_host_key=settings.accept_new_host_key,
+        timeout=settings.command_timeout,
+    )
 
 
 def _open(host: Any, settings: Any) -> AbstractContextManager[Any]:
@@ -204,10 +201,9 @@ def status(
 ) -> None:
     """Each phase of a cluster (or of --all): ready or failed, revision, message, age."""
     from fluxops import inventory as inv
-    from fluxops.bootstrap.status import ClusterStatus, status_of
+    from fluxops.bootstrap.status import statuses
     from fluxops.bootstrap.target import server_of
     from fluxops.bootstrap.view import status_table
-    from fluxops.errors import FluxopsError
     from fluxops.tables import console
 
     if (cluster is None) == (not all_):
@@ -216,17 +212,7 @@ def status(
     path = from_cwd(inventory) if inventory else settings.inventory
     loaded = inv.load(path, clusters=settings.clusters, root=settings.root)
     names = sorted(loaded.clusters) if all_ else [str(cluster)]
-    hosts = {name: server_of(loaded, name) for name in names}
-
-    def one(name: str) -> ClusterStatus:
-        try:
-            with _open(hosts[name], settings) as node:
-                return status_of(node, name)
-        except FluxopsError as exc:
-            return ClusterStatus(name, hosts[name].name, error=str(exc))
-
-    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-        found = list(pool.map(one, names))
+    found = statuses({name: server_of(loaded, name) for name in names}, lambda host: _open(host, settings))
     if json_:
         print_json({"ok": all(s.ok for s in found), "clusters": [s.to_json() for s in found]})
     else:
