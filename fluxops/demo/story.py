@@ -37,7 +37,7 @@ from fluxops.runner.execute import Options
 from fluxops.runner.results import Report as PlayReport
 from fluxops.runner.results import Status, TaskResult
 from fluxops.secrets import keys, repository
-from fluxops.secrets.rotation import Rotation
+from fluxops.secrets.rotation import Journal, Rotation
 from fluxops.settings import Settings
 from fluxops.shell import RemoteShell
 from fluxops.sim import artifacts
@@ -155,15 +155,16 @@ def _rotate(space: workspace.Workspace, cluster: str, url: str, say: Say) -> str
     rotation = Rotation(space.root, space.key_dir, cluster, inventory=space.inventory)
     rotation.report = lambda line: say(f"   {escape(line)}")
     try:
-        return rotation.run().new_public
+        return str(rotation.run().new_public)
     except RotationError as exc:
-        if "keys.rotate" not in str(exc) or "--resume" not in str(exc):
-            raise
+        journal = Journal.load(rotation.journal_file)
+        if journal is None or not journal.is_done(5) or journal.is_done(6):
+            raise  # stopped anywhere but before the new key goes in alone
         say(f"   [yellow]{escape(str(exc).splitlines()[0][:160])}[/]")
     sha = workspace.commit(space.root, f"{cluster}: secrets re-encrypted to the new key")
     remotes.push(space.root, url)
     say(f"   committed and pushed {sha[:12]}; resuming the rotation")
-    return rotation.run(resume=True).new_public
+    return str(rotation.run(resume=True).new_public)
 
 
 def _summary(outcome: Outcome, say: Say) -> None:
